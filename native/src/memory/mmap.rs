@@ -1,0 +1,1 @@
+//! `spead2.MmapAllocator`: anonymous mappings, optionally huge pages.

@@ -1,0 +1,1 @@
+//! `spead2.MemoryPool`: recycled fixed-size buffers with optional background refill.

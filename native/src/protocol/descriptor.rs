@@ -1,0 +1,1 @@
+//! Item descriptors (DESCRIPTOR_ID values): parse and emit.

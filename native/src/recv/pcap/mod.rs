@@ -1,0 +1,1 @@
+//! Reading UDP packets out of pcap and pcapng capture files, with a filter.

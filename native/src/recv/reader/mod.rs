@@ -1,0 +1,1 @@
+//! Readers: one per transport behind one interface.
