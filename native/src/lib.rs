@@ -3,6 +3,7 @@
 //! `protocol` is pure; `recv` and `memory` build on it; I/O lives only in readers and
 //! writers; `python` binds, and holds no protocol logic.
 
+pub mod inproc;
 pub mod memory;
 pub mod protocol;
 pub mod recv;

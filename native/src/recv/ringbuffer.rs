@@ -1,1 +1,277 @@
-//! ringbuffer
+//! A bounded queue from worker threads to the consumer, with a readiness fd for event loops.
+//!
+//! The fd is an eventfd in semaphore mode whose count equals the number of queued items, so a
+//! level-triggered poll (asyncio's `add_reader`) sees it readable exactly while `get_nowait`
+//! would succeed. Once stopped, it is made permanently readable so waiters wake to see `Stopped`.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PopError {
+    /// Nothing queued right now.
+    Empty,
+    /// Stopped and drained.
+    Stopped,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushError {
+    Full,
+    Stopped,
+}
+
+struct State<T> {
+    items: VecDeque<T>,
+    stopped: bool,
+}
+
+pub struct Ringbuffer<T> {
+    capacity: usize,
+    state: Mutex<State<T>>,
+    data_available: Condvar,
+    space_available: Condvar,
+    ready_fd: OwnedFd,
+}
+
+/// Count written at stop: keeps the semaphore readable however many waiters decrement it.
+const STOPPED_COUNT: u64 = 1 << 48;
+
+impl<T> Ringbuffer<T> {
+    pub fn new(capacity: usize) -> io::Result<Self> {
+        // SAFETY: eventfd takes no pointers; a non-negative result is a new fd we own.
+        let fd = unsafe {
+            libc::eventfd(
+                0,
+                libc::EFD_CLOEXEC | libc::EFD_NONBLOCK | libc::EFD_SEMAPHORE,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just created above and is owned by nothing else.
+        let ready_fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Ringbuffer {
+            capacity,
+            state: Mutex::new(State {
+                items: VecDeque::with_capacity(capacity),
+                stopped: false,
+            }),
+            data_available: Condvar::new(),
+            space_available: Condvar::new(),
+            ready_fd,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn size(&self) -> usize {
+        self.lock().items.len()
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.lock().stopped
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.ready_fd.as_raw_fd()
+    }
+
+    fn signal(&self, count: u64) {
+        let bytes = count.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live local array to our own eventfd.
+        let _ = unsafe { libc::write(self.ready_fd.as_raw_fd(), bytes.as_ptr().cast(), 8) };
+    }
+
+    fn consume_signal(&self) {
+        let mut bytes = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a live local array from our own eventfd.
+        let _ = unsafe { libc::read(self.ready_fd.as_raw_fd(), bytes.as_mut_ptr().cast(), 8) };
+    }
+
+    fn push_locked(&self, state: &mut State<T>, item: T) {
+        state.items.push_back(item);
+        self.signal(1);
+        self.data_available.notify_one();
+    }
+
+    pub fn try_push(&self, item: T) -> Result<(), (PushError, T)> {
+        let mut state = self.lock();
+        if state.stopped {
+            return Err((PushError::Stopped, item));
+        }
+        if state.items.len() >= self.capacity {
+            return Err((PushError::Full, item));
+        }
+        self.push_locked(&mut state, item);
+        Ok(())
+    }
+
+    /// Blocks while full; fails only once stopped.
+    pub fn push(&self, item: T) -> Result<(), (PushError, T)> {
+        let mut state = self.lock();
+        loop {
+            if state.stopped {
+                return Err((PushError::Stopped, item));
+            }
+            if state.items.len() < self.capacity {
+                self.push_locked(&mut state, item);
+                return Ok(());
+            }
+            state = self
+                .space_available
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn pop_locked(&self, state: &mut State<T>) -> Result<T, PopError> {
+        match state.items.pop_front() {
+            Some(item) => {
+                self.consume_signal();
+                self.space_available.notify_one();
+                Ok(item)
+            }
+            None if state.stopped => Err(PopError::Stopped),
+            None => Err(PopError::Empty),
+        }
+    }
+
+    pub fn try_pop(&self) -> Result<T, PopError> {
+        self.pop_locked(&mut self.lock())
+    }
+
+    /// Blocks until an item arrives or the ring is stopped and drained.
+    pub fn pop(&self) -> Result<T, PopError> {
+        let mut state = self.lock();
+        loop {
+            match self.pop_locked(&mut state) {
+                Err(PopError::Empty) => {
+                    state = self
+                        .data_available
+                        .wait(state)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Like `pop`, but gives up with `Empty` after `timeout`.
+    pub fn pop_timeout(&self, timeout: std::time::Duration) -> Result<T, PopError> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            match self.pop_locked(&mut state) {
+                Err(PopError::Empty) => {
+                    let now = std::time::Instant::now();
+                    if now >= deadline {
+                        return Err(PopError::Empty);
+                    }
+                    state = self
+                        .data_available
+                        .wait_timeout(state, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Producers fail from now on; consumers drain what is queued, then see `Stopped`.
+    /// Returns false if it was already stopped.
+    pub fn stop(&self) -> bool {
+        let mut state = self.lock();
+        if state.stopped {
+            return false;
+        }
+        state.stopped = true;
+        self.signal(STOPPED_COUNT);
+        drop(state);
+        self.data_available.notify_all();
+        self.space_available.notify_all();
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn fd_readable(fd: RawFd) -> bool {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd on the stack, zero timeout.
+        unsafe { libc::poll(&mut p, 1, 0) == 1 }
+    }
+
+    #[test]
+    fn fifo_with_capacity() {
+        let r = Ringbuffer::new(2).unwrap();
+        r.try_push(1).unwrap();
+        r.try_push(2).unwrap();
+        assert_eq!(r.try_push(3).unwrap_err().0, PushError::Full);
+        assert_eq!(r.size(), 2);
+        assert_eq!(r.try_pop(), Ok(1));
+        assert_eq!(r.try_pop(), Ok(2));
+        assert_eq!(r.try_pop(), Err(PopError::Empty));
+    }
+
+    #[test]
+    fn fd_tracks_contents_and_stop() {
+        let r = Ringbuffer::new(4).unwrap();
+        assert!(!fd_readable(r.fd()));
+        r.try_push(1).unwrap();
+        r.try_push(2).unwrap();
+        assert!(fd_readable(r.fd()));
+        r.try_pop().unwrap();
+        assert!(fd_readable(r.fd()));
+        r.try_pop().unwrap();
+        assert!(!fd_readable(r.fd()));
+        assert!(r.stop());
+        assert!(!r.stop());
+        assert!(fd_readable(r.fd()));
+        assert_eq!(r.try_pop(), Err(PopError::Stopped));
+    }
+
+    #[test]
+    fn stop_drains_then_reports_stopped_and_wakes_blocked() {
+        let r = Arc::new(Ringbuffer::new(1).unwrap());
+        r.try_push(7).unwrap();
+        let producer = {
+            let r = r.clone();
+            std::thread::spawn(move || r.push(8).map_err(|(e, _)| e))
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        r.stop();
+        assert_eq!(producer.join().unwrap(), Err(PushError::Stopped));
+        assert_eq!(r.pop(), Ok(7));
+        assert_eq!(r.pop(), Err(PopError::Stopped));
+    }
+
+    #[test]
+    fn blocking_pop_wakes_on_push() {
+        let r = Arc::new(Ringbuffer::new(1).unwrap());
+        let consumer = {
+            let r = r.clone();
+            std::thread::spawn(move || r.pop())
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        r.push(5).unwrap();
+        assert_eq!(consumer.join().unwrap(), Ok(5));
+    }
+}

@@ -1,1 +1,352 @@
-//! stream
+//! A receive stream: readers feed packets in batches to one `Assembler`; finished heaps go to
+//! the ringbuffer for the consumer.
+//!
+//! Two ways to stop, with spead2's semantics:
+//! - from the network (stop item, end of a buffer/file/TCP connection, stopped inproc queue):
+//!   live heaps are flushed *into* the ring, then the ring stops, so the consumer sees them;
+//! - from the consumer (`stop()`): the ring stops first (waking any worker blocked on it), so
+//!   flushed heaps are counted but discarded.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::assembler::{Assembler, PacketOutcome};
+use super::config::{RingConfig, StreamConfig};
+use super::heap::ReceivedHeap;
+use super::ringbuffer::{PushError, Ringbuffer};
+use super::stats::{index, DropCounts, DropReason, Stats};
+use crate::protocol::PacketHeader;
+use crate::thread_pool::{Reader, ReaderHandle, ThreadPool};
+
+/// Mutable state behind the stream lock: touched once per batch, not per packet.
+struct Core {
+    assembler: Assembler,
+    stats: Stats,
+    drops: DropCounts,
+    stopped: bool,
+}
+
+#[derive(Default)]
+struct Readers {
+    running: Vec<ReaderHandle>,
+    /// Readers built before `start()` with `explicit_start`.
+    pending: Vec<Box<dyn Reader>>,
+    started: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddReaderError {
+    /// `explicit_start` and `start()` was already called.
+    AlreadyStarted,
+    /// The stream was stopped.
+    Stopped,
+}
+
+/// What readers hold: everything needed to push packets into the stream.
+pub struct StreamShared {
+    config: StreamConfig,
+    ring_config: RingConfig,
+    ring: Ringbuffer<ReceivedHeap>,
+    core: Mutex<Core>,
+    readers: Mutex<Readers>,
+    pool: Arc<ThreadPool>,
+    /// Set as soon as stopping begins, so readers can give up without the lock.
+    stopping: AtomicBool,
+}
+
+pub struct Stream {
+    shared: Arc<StreamShared>,
+}
+
+impl Stream {
+    pub fn new(pool: Arc<ThreadPool>, config: StreamConfig, ring_config: RingConfig) -> std::io::Result<Self> {
+        let assembler = Assembler::new(&config, ring_config.incomplete_keep_payload_ranges);
+        let stats = Stats::new(config.stats.clone());
+        let started = !config.explicit_start;
+        let shared = StreamShared {
+            ring: Ringbuffer::new(ring_config.heaps)?,
+            core: Mutex::new(Core { assembler, stats, drops: DropCounts::default(), stopped: false }),
+            readers: Mutex::new(Readers { started, ..Readers::default() }),
+            config,
+            ring_config,
+            pool,
+            stopping: AtomicBool::new(false),
+        };
+        Ok(Stream { shared: Arc::new(shared) })
+    }
+
+    pub fn shared(&self) -> &Arc<StreamShared> {
+        &self.shared
+    }
+
+    pub fn config(&self) -> &StreamConfig {
+        &self.shared.config
+    }
+
+    pub fn ring_config(&self) -> &RingConfig {
+        &self.shared.ring_config
+    }
+
+    pub fn ring(&self) -> &Ringbuffer<ReceivedHeap> {
+        &self.shared.ring
+    }
+
+    /// Adds a reader built by one of the reader constructors (which received `shared()`).
+    pub fn add_reader(&self, reader: Box<dyn Reader>) -> Result<(), AddReaderError> {
+        let mut readers = lock(&self.shared.readers);
+        if self.shared.stopping.load(Ordering::Acquire) {
+            return Err(AddReaderError::Stopped);
+        }
+        if !readers.started {
+            readers.pending.push(reader);
+            return Ok(());
+        }
+        if self.shared.config.explicit_start {
+            return Err(AddReaderError::AlreadyStarted);
+        }
+        let handle = self.shared.pool.add_reader(reader);
+        readers.running.push(handle);
+        Ok(())
+    }
+
+    /// Starts readers held back by `explicit_start`.
+    pub fn start(&self) {
+        let mut readers = lock(&self.shared.readers);
+        if readers.started {
+            return;
+        }
+        readers.started = true;
+        let pending = std::mem::take(&mut readers.pending);
+        for reader in pending {
+            let handle = self.shared.pool.add_reader(reader);
+            readers.running.push(handle);
+        }
+    }
+
+    /// Stops from the consumer's side; idempotent. Blocks until no reader can run.
+    pub fn stop(&self) {
+        self.shared.ring.stop();
+        self.shared.stopping.store(true, Ordering::Release);
+        self.shared.remove_readers();
+        let mut core = lock(&self.shared.core);
+        if !core.stopped {
+            self.shared.flush_locked(&mut core);
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        lock(&self.shared.core).stats.clone()
+    }
+
+    pub fn drop_counts(&self) -> DropCounts {
+        lock(&self.shared.core).drops.clone()
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl StreamShared {
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    pub fn config(&self) -> &StreamConfig {
+        &self.config
+    }
+
+    /// Opens a batch: the stream lock is held until the batch is dropped.
+    pub fn batch(&self) -> Batch<'_> {
+        let core = lock(&self.core);
+        let values = vec![0; core.stats.values.len()];
+        Batch {
+            shared: self,
+            core,
+            values,
+            drops: DropCounts::default(),
+            sink: DeliverySink::default(),
+            packets: 0,
+            stop: false,
+        }
+    }
+
+    fn remove_readers(&self) {
+        let (running, pending) = {
+            let mut readers = lock(&self.readers);
+            (std::mem::take(&mut readers.running), std::mem::take(&mut readers.pending))
+        };
+        drop(pending);
+        for handle in running {
+            handle.remove();
+        }
+    }
+
+    /// Emits every live heap and marks the stream stopped (lock held by the caller).
+    fn flush_locked(&self, core: &mut Core) {
+        let mut values = vec![0; core.stats.values.len()];
+        let mut sink = DeliverySink::default();
+        core.assembler.flush(&mut values, &mut |heap| sink.deliver(self, heap));
+        sink.settle(&mut values, &mut core.drops);
+        core.stats.merge(&values);
+        core.stopped = true;
+    }
+
+    /// Hands one finished heap to the ring, blocking while it is full.
+    fn deliver(&self, heap: ReceivedHeap) -> Delivery {
+        if self.ring_config.contiguous_only && !heap.is_contiguous() {
+            log::info!(
+                "dropped incomplete heap {} ({}/{} bytes of payload)",
+                heap.cnt(),
+                heap.received_length(),
+                heap.heap_length()
+            );
+            return Delivery::DroppedIncomplete;
+        }
+        match self.ring.try_push(heap) {
+            Ok(()) => Delivery::Queued,
+            Err((PushError::Full, heap)) => {
+                // Fails only if stopped while blocked: the consumer no longer wants it.
+                let _ = self.ring.push(heap);
+                Delivery::Blocked
+            }
+            Err((PushError::Stopped, _)) => Delivery::Queued,
+        }
+    }
+}
+
+enum Delivery {
+    Queued,
+    Blocked,
+    DroppedIncomplete,
+}
+
+/// Tallies deliveries separately from the batch statistics, which the assembler borrows.
+#[derive(Default)]
+struct DeliverySink {
+    blocked: u64,
+    dropped_incomplete: u64,
+}
+
+impl DeliverySink {
+    fn deliver(&mut self, shared: &StreamShared, heap: ReceivedHeap) {
+        match shared.deliver(heap) {
+            Delivery::Queued => {}
+            Delivery::Blocked => self.blocked += 1,
+            Delivery::DroppedIncomplete => self.dropped_incomplete += 1,
+        }
+    }
+
+    fn settle(&mut self, values: &mut [u64], drops: &mut DropCounts) {
+        values[index::WORKER_BLOCKED] += std::mem::take(&mut self.blocked);
+        for _ in 0..std::mem::take(&mut self.dropped_incomplete) {
+            drops.add(DropReason::IncompleteHeap);
+        }
+    }
+}
+
+/// One reader wake-up's worth of packets, applied under the stream lock.
+pub struct Batch<'a> {
+    shared: &'a StreamShared,
+    core: MutexGuard<'a, Core>,
+    values: Vec<u64>,
+    drops: DropCounts,
+    sink: DeliverySink,
+    packets: u64,
+    stop: bool,
+}
+
+impl Batch<'_> {
+    /// True once the stream will take no more packets.
+    pub fn is_stopped(&self) -> bool {
+        self.stop || self.core.stopped || self.shared.is_stopping()
+    }
+
+    /// Decodes and assembles packets from the start of `data`; returns the bytes consumed,
+    /// or `None` if the data does not start with a valid packet (counted and logged).
+    pub fn add_packet(&mut self, data: &[u8]) -> Option<usize> {
+        match PacketHeader::parse(data) {
+            Ok((packet, size)) => {
+                self.add_parsed(&packet);
+                Some(size)
+            }
+            Err(e) => {
+                log::info!("{e}");
+                self.drops.add(DropReason::Decode(e));
+                None
+            }
+        }
+    }
+
+    /// A whole datagram: it must be exactly one packet.
+    pub fn add_datagram(&mut self, data: &[u8]) {
+        match PacketHeader::parse(data) {
+            Ok((packet, size)) if size == data.len() => self.add_parsed(&packet),
+            Ok((_, size)) => {
+                log::info!("discarding packet due to size mismatch ({size} != {})", data.len());
+                self.drops.add(DropReason::SizeMismatch);
+            }
+            Err(e) => {
+                log::info!("{e}");
+                self.drops.add(DropReason::Decode(e));
+            }
+        }
+    }
+
+    /// Counts a packet a reader discarded before decoding (e.g. longer than max_size).
+    pub fn drop_packet(&mut self, reason: DropReason) {
+        self.drops.add(reason);
+    }
+
+    fn add_parsed(&mut self, packet: &PacketHeader<'_>) {
+        if self.is_stopped() {
+            return;
+        }
+        self.packets += 1;
+        let shared = self.shared;
+        let Batch { core, values, sink, .. } = self;
+        let result = core.assembler.add_packet(packet, values, &mut |heap| sink.deliver(shared, heap));
+        match result {
+            Ok(PacketOutcome::Stop) => self.stop = true,
+            Ok(_) => {}
+            Err(reason) => self.drops.add(reason),
+        }
+    }
+
+    /// The network ended the stream (end of buffer, file or connection).
+    pub fn end_of_stream(&mut self) {
+        self.stop = true;
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        if self.packets > 0 {
+            self.values[index::BATCHES] += 1;
+            self.values[index::MAX_BATCH] = self.values[index::MAX_BATCH].max(self.packets);
+        }
+        self.sink.settle(&mut self.values, &mut self.drops);
+        let values = std::mem::take(&mut self.values);
+        self.core.stats.merge(&values);
+        let drops = std::mem::take(&mut self.drops);
+        self.core.drops.merge(&drops);
+        if self.stop && !self.core.stopped {
+            // Stop from the network: flush into the ring before stopping it.
+            self.shared.flush_locked(&mut self.core);
+            self.shared.ring.stop();
+            self.shared.stopping.store(true, Ordering::Release);
+            // Readers on other workers may be waiting for the lock we hold: ask them to go
+            // without waiting (each also sees `stopping` and finishes on its own).
+            let readers = std::mem::take(&mut lock(&self.shared.readers).running);
+            for handle in readers {
+                handle.remove_nowait();
+            }
+        }
+    }
+}

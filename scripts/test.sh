@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every test: Rust unit tests of the core, then pytest (unit, interop with the real
+# spead2 4.5.1 in its own venv, end to end). Builds the native core once, in release mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q "maturin>=1.5,<2" "numpy>=1.24" "pytest>=8" "pytest-asyncio>=0.23" \
+    "pytest-timeout>=2" "hypothesis>=6" ruff
+
+# The peer: the real spead2 from the package registry, never imported beside ours.
+if ! .venv-peer/bin/python -c "import spead2" 2>/dev/null; then
+    "$PYTHON" -m venv .venv-peer
+    .venv-peer/bin/pip install -q "spead2==4.5.1" numpy
+fi
+
+echo "== cargo test (release)"
+(cd native && cargo test --release --quiet)
+
+echo "== build the extension (release)"
+.venv/bin/maturin develop --release --quiet
+
+echo "== ruff"
+.venv/bin/ruff check spead2 tests
+
+echo "== pytest"
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
