@@ -7,48 +7,17 @@ A descriptor describes its element type in one of two ways:
   ``u`` (unsigned), ``i`` (signed), ``f`` (IEEE float), ``b`` (boolean) or ``c`` (ASCII
   character). Formats that numpy can represent directly are decoded with numpy; any other
   format (odd bit widths, for example) is decoded bit by bit.
-
-This module also defines the protocol constants that the Python layer needs.
 """
 
 import ast
 import math
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Any, Literal, Self, cast
 
 import numpy as np
 import numpy.typing as npt
 
-from spead2._spead2 import Flavour, RawDescriptor
-
-#: Descriptor fields use the widths of SPEAD-64-40 regardless of the flavour.
-BUG_COMPAT_DESCRIPTOR_WIDTHS = 1
-#: The variable-dimension marker in a descriptor's shape is bit 1 rather than bit 0.
-BUG_COMPAT_SHAPE_BIT_1 = 2
-#: Numpy data is sent in the opposite byte order to the one its header claims.
-BUG_COMPAT_SWAP_ENDIAN = 4
-#: Everything needed to talk to PySPEAD 0.5.2.
-BUG_COMPAT_PYSPEAD_0_5_2 = 7
-
-NULL_ID = 0x00
-HEAP_CNT_ID = 0x01
-HEAP_LENGTH_ID = 0x02
-PAYLOAD_OFFSET_ID = 0x03
-PAYLOAD_LENGTH_ID = 0x04
-DESCRIPTOR_ID = 0x05
-STREAM_CTRL_ID = 0x06
-
-DESCRIPTOR_NAME_ID = 0x10
-DESCRIPTOR_DESCRIPTION_ID = 0x11
-DESCRIPTOR_SHAPE_ID = 0x12
-DESCRIPTOR_FORMAT_ID = 0x13
-DESCRIPTOR_ID_ID = 0x14
-DESCRIPTOR_DTYPE_ID = 0x15
-
-CTRL_STREAM_START = 0
-CTRL_DESCRIPTOR_REISSUE = 1
-CTRL_STREAM_STOP = 2
-CTRL_DESCRIPTOR_UPDATE = 3
+from spead2._spead2 import BUG_COMPAT_SWAP_ENDIAN, Flavour, RawDescriptor
 
 #: How values of a descriptor are decoded and encoded (the ``_fastpath`` attribute).
 #: Field by field, one bit at a time.
@@ -69,6 +38,7 @@ _NUMPY_HEADER_KEYS = ["descr", "fortran_order", "shape"]
 
 FormatField = tuple[str, int]
 Shape = tuple[int | None, ...]
+Order = Literal["C", "F"]
 
 
 def _check_field(code: str, bits: int) -> None:
@@ -182,12 +152,15 @@ class Descriptor:
         If the combination of arguments is invalid (see the messages for details).
     """
 
+    # Public under the package name, as in spead2 (repr, pickling, documentation).
+    __module__ = "spead2"
+
     id: int
     name: str
     description: str
     shape: Shape
     dtype: np.dtype | None
-    order: str
+    order: Order
     format: Sequence[FormatField] | None
     _internal_dtype: np.dtype
     _fastpath: int
@@ -233,7 +206,7 @@ class Descriptor:
         self.description = description
         self.shape = shape
         self.dtype = dtype
-        self.order = order
+        self.order = cast(Order, order)  # validated above
         self.format = format
 
     @staticmethod
@@ -288,7 +261,8 @@ class Descriptor:
         """
         if len(shape) != len(self.shape):
             return False
-        return all(mine is None or mine == theirs for mine, theirs in zip(self.shape, shape))
+        pairs = zip(self.shape, shape, strict=True)
+        return all(mine is None or mine == theirs for mine, theirs in pairs)
 
     @classmethod
     def from_raw(cls, raw: RawDescriptor, flavour: Flavour) -> Self:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
-from util.peer import REPO_ROOT, Peer
+from util.ours import import_ours
+from util.peer import Peer
 from util.ports import (
     LOOPBACK_V4,
     LOOPBACK_V6,
@@ -54,15 +54,7 @@ needs_ipv6 = pytest.mark.skipif(
 @pytest.fixture
 def spead2() -> ModuleType:
     """Our spead2 (never the peer's), with ``recv`` and ``recv.asyncio`` imported."""
-    try:
-        import spead2
-        import spead2.recv
-        import spead2.recv.asyncio  # noqa: F401
-    except ImportError as exc:
-        pytest.fail(f"our spead2 is not importable (native core not built?): {exc!r}")
-    location = Path(spead2.__file__).resolve()
-    assert location.is_relative_to(REPO_ROOT / "spead2"), f"spead2 imported from {location}"
-    return spead2
+    return import_ours("recv", "recv.asyncio")
 
 
 def send(peer: Peer, transport: str, port: int, bits: int, **options: Any) -> None:
@@ -185,13 +177,25 @@ def test_catalogue_checker_detects_differences(
     values["imm_u8"] = int(values["imm_u8"])  # same number, wrong type
     values["str_var"] = values["str_var"].encode()
     values["fmt_u4"] = values["fmt_u4"].astype(np.int64)
+    values["big_f4"] = values["big_f4"].copy()
+    values["big_f4"][-1] = np.nextafter(values["big_f4"][-1], np.float32(np.inf))  # one ulp
     tampered.heaps[1].values = values
+    del tampered.heaps[2].values["record"]
     tampered.descriptors = {
         **tampered.descriptors,
         "fortran_i4": {**tampered.descriptors["fortran_i4"], "order": "C"},
     }
     problems = catalogue.check_received(cat, tampered)
-    for needle in ("arr_u4_be", "imm_u8", "str_var", "fmt_u4", "fortran_i4.order"):
+    needles = (
+        "arr_u4_be",
+        "imm_u8",
+        "str_var",
+        "fmt_u4",
+        "big_f4",
+        "heap 1: items",
+        "fortran_i4.order",
+    )
+    for needle in needles:
         assert any(needle in p for p in problems), f"{needle} not reported: {problems}"
 
 
@@ -210,7 +214,7 @@ def test_udp(
     packet_size: int,
 ) -> None:
     stream = make_stream(spead2)
-    stream.add_udp_reader(udp_port, bind_hostname=LOOPBACK_V4)
+    stream.add_udp_reader(udp_port, max_size=9200, buffer_size=8 << 20, bind_hostname=LOOPBACK_V4)
     send(peer, "udp", udp_port, bits, rate=UDP_RATE, packet_size=packet_size)
     received = receive(stream, spead2.ItemGroup(), catalogue)
     reference = peer_reference.received("full", bits, packet_size)
@@ -229,6 +233,8 @@ def test_udp_socket(
     """``add_udp_reader(socket)``: the stream dups the socket, so ours may be closed at once."""
     stream = make_stream(spead2)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        # this overload keeps the caller's buffer size; make it hold the whole catalogue
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         sock.bind((LOOPBACK_V4, 0))
         port = sock.getsockname()[1]
         stream.add_udp_reader(sock)
@@ -330,7 +336,7 @@ async def test_asyncio_udp(
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp", "buffer"])
-def test_small_catalogue_both_flavours_in_sequence(
+def test_small_streams_in_sequence(
     spead2: ModuleType,
     peer: Peer,
     peer_reference: PeerReference,

@@ -613,6 +613,27 @@ def check_received(catalogue: Catalogue, received: Received, *, first_cnt: int =
 
 
 # --------------------------------------------------------------------------------------------
+# Sending with any spead2-compatible API (duck-typed: no spead2 import here).
+
+
+def send_all(catalogue: Catalogue, item_group: Any, stream: Any) -> int:
+    """Send a start heap, every catalogue heap and a stop heap; returns the heaps sent.
+
+    ``item_group`` is an empty ``spead2.send.ItemGroup`` for the catalogue's flavour and
+    ``stream`` any synchronous ``spead2.send`` stream.
+    """
+    for spec in catalogue.items:
+        item_group.add_item(**spec.add_item_kwargs())
+    stream.send_heap(item_group.get_start())
+    for values in catalogue.heaps:
+        for name, value in values.items():
+            item_group[name].value = value
+        stream.send_heap(item_group.get_heap())
+    stream.send_heap(item_group.get_end())
+    return len(catalogue.heaps) + 2
+
+
+# --------------------------------------------------------------------------------------------
 # Recording a receive run with any spead2-compatible API (duck-typed: no spead2 import here).
 
 

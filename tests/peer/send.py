@@ -68,26 +68,13 @@ def _make_stream(thread_pool: spead2.ThreadPool, args: argparse.Namespace) -> An
     return spead2.send.BytesStream(thread_pool, config)
 
 
-def send_catalogue(stream: Any, cat: catalogue.Catalogue) -> int:
-    """Send start heap, catalogue heaps and stop heap; returns the number of heaps sent."""
-    item_group = spead2.send.ItemGroup(flavour=peer_common.flavour(cat.heap_address_bits))
-    for spec in cat.items:
-        item_group.add_item(**spec.add_item_kwargs())
-    stream.send_heap(item_group.get_start())
-    for values in cat.heaps:
-        for name, value in values.items():
-            item_group[name].value = value
-        stream.send_heap(item_group.get_heap())
-    stream.send_heap(item_group.get_end())
-    return len(cat.heaps) + 2
-
-
 def main(argv: list[str]) -> int:
     args = _parse_args(argv)
     cat = catalogue.build(args.catalogue, args.bits)
     thread_pool = spead2.ThreadPool()
     stream = _make_stream(thread_pool, args)
-    heaps = send_catalogue(stream, cat)
+    item_group = spead2.send.ItemGroup(flavour=peer_common.flavour(cat.heap_address_bits))
+    heaps = catalogue.send_all(cat, item_group, stream)
     summary: dict[str, Any] = {"heaps": heaps}
     if args.transport == "buffer":
         data = stream.getvalue()

@@ -1,12 +1,15 @@
 """Write pcap and pcapng capture files from UDP datagrams, in pure Python.
 
 Tests record the UDP datagrams a peer sends (on plain sockets) and turn them into captures, so
-that a pcap reader can be fed real traffic. Every frame is Ethernet II carrying IPv4 or IPv6 and
-UDP, with correct lengths and checksums, so a strict parser (libpcap's or ours) accepts it.
+that a pcap reader can be fed real traffic. Every frame carries IPv4 or IPv6 and UDP, with correct
+lengths and checksums, so a strict parser (libpcap's or ours) accepts it.
 Formats written:
 
 - classic pcap, little- or big-endian, with microsecond or nanosecond timestamps;
-- pcapng with a section header, one Ethernet interface and enhanced packet blocks.
+- pcapng with a section header, one interface and enhanced packet blocks.
+
+Frames are Ethernet II by default, or Linux "cooked" (SLL, what ``tcpdump -i any`` writes);
+those are the two link types the real spead2 4.5.1 reads.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LINKTYPE_ETHERNET = 1
+LINKTYPE_LINUX_SLL = 113
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_IPV6 = 0x86DD
 IPPROTO_TCP = 6
@@ -32,6 +36,8 @@ PCAPNG_EPB = 0x00000006
 PCAPNG_BYTE_ORDER_MAGIC = 0x1A2B3C4D
 PCAPNG_OPT_IF_TSRESOL = 9
 
+SLL_OUTGOING = 4
+ARPHRD_LOOPBACK = 772
 SRC_MAC = bytes.fromhex("020000000001")
 DST_MAC = bytes.fromhex("020000000002")
 
@@ -116,14 +122,38 @@ def ethernet_frame(ethertype: int, packet: bytes) -> bytes:
     return DST_MAC + SRC_MAC + struct.pack("!H", ethertype) + packet
 
 
-def udp_frame(d: Datagram, *, ident: int = 0) -> Frame:
-    """The Ethernet frame carrying a UDP datagram."""
+def sll_frame(ethertype: int, packet: bytes) -> bytes:
+    """Wrap a network-layer packet in a Linux cooked-capture (SLL v1) header."""
+    address = SRC_MAC + b"\0\0"  # 8-byte address field, 6 bytes used
+    return (
+        struct.pack("!HHH", SLL_OUTGOING, ARPHRD_LOOPBACK, 6)
+        + address
+        + struct.pack("!H", ethertype)
+        + packet
+    )
+
+
+def link_frame(ethertype: int, packet: bytes, linktype: int) -> bytes:
+    """Wrap a network-layer packet for ``linktype`` (Ethernet or Linux SLL)."""
+    if linktype == LINKTYPE_ETHERNET:
+        return ethernet_frame(ethertype, packet)
+    if linktype == LINKTYPE_LINUX_SLL:
+        return sll_frame(ethertype, packet)
+    raise ValueError(f"unsupported link type {linktype}")
+
+
+def udp_frame(d: Datagram, *, ident: int = 0, linktype: int = LINKTYPE_ETHERNET) -> Frame:
+    """The link-layer frame carrying a UDP datagram."""
     ethertype, packet = udp_ip_packet(d, ident=ident)
-    return Frame(ethernet_frame(ethertype, packet), d.timestamp)
+    return Frame(link_frame(ethertype, packet, linktype), d.timestamp)
 
 
 def tcp_frame(
-    src: tuple[str, int], dst: tuple[str, int], payload: bytes, timestamp: float = 0.0
+    src: tuple[str, int],
+    dst: tuple[str, int],
+    payload: bytes,
+    timestamp: float = 0.0,
+    linktype: int = LINKTYPE_ETHERNET,
 ) -> Frame:
     """An Ethernet/IPv4 frame with a TCP segment (PSH|ACK); a decoy for ``udp`` filters."""
     header = struct.pack("!HHIIBBHHH", src[1], dst[1], 1, 1, 5 << 4, 0x18, 65535, 0, 0)
@@ -138,12 +168,14 @@ def tcp_frame(
     csum = _checksum(pseudo + header + payload)
     segment = header[:16] + struct.pack("!H", csum) + header[18:] + payload
     packet = ipv4_packet(src[0], dst[0], IPPROTO_TCP, segment)
-    return Frame(ethernet_frame(ETHERTYPE_IPV4, packet), timestamp)
+    return Frame(link_frame(ETHERTYPE_IPV4, packet, linktype), timestamp)
 
 
-def frames_from_datagrams(datagrams: Iterable[Datagram]) -> list[Frame]:
-    """Ethernet frames for datagrams, with distinct IPv4 identification fields."""
-    return [udp_frame(d, ident=i) for i, d in enumerate(datagrams)]
+def frames_from_datagrams(
+    datagrams: Iterable[Datagram], linktype: int = LINKTYPE_ETHERNET
+) -> list[Frame]:
+    """Frames for datagrams, with distinct IPv4 identification fields."""
+    return [udp_frame(d, ident=i, linktype=linktype) for i, d in enumerate(datagrams)]
 
 
 def _split_time(timestamp: float, units_per_second: int) -> tuple[int, int]:
@@ -160,12 +192,13 @@ def pcap_bytes(
     nanosecond: bool = False,
     big_endian: bool = False,
     snaplen: int = DEFAULT_SNAPLEN,
+    linktype: int = LINKTYPE_ETHERNET,
 ) -> bytes:
-    """A classic pcap file holding ``frames`` (link type Ethernet)."""
+    """A classic pcap file holding ``frames`` of the given link type."""
     order = ">" if big_endian else "<"
     magic = PCAP_MAGIC_NSEC if nanosecond else PCAP_MAGIC_USEC
     units = 1_000_000_000 if nanosecond else 1_000_000
-    out = [struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, snaplen, LINKTYPE_ETHERNET)]
+    out = [struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)]
     for frame in frames:
         if len(frame.data) > snaplen:
             raise ValueError("frame longer than snaplen")
@@ -189,12 +222,14 @@ def _pcapng_option(code: int, value: bytes) -> bytes:
     return struct.pack("<HH", code, len(value)) + _pad4(value)
 
 
-def pcapng_bytes(frames: Sequence[Frame], *, snaplen: int = DEFAULT_SNAPLEN) -> bytes:
-    """A little-endian pcapng file: one section, one Ethernet interface (nanosecond clock)."""
+def pcapng_bytes(
+    frames: Sequence[Frame], *, snaplen: int = DEFAULT_SNAPLEN, linktype: int = LINKTYPE_ETHERNET
+) -> bytes:
+    """A little-endian pcapng file: one section, one interface (nanosecond clock)."""
     shb = _pcapng_block(PCAPNG_SHB, struct.pack("<IHHq", PCAPNG_BYTE_ORDER_MAGIC, 1, 0, -1))
     # if_tsresol = 9: timestamps count nanoseconds; options end with opt_endofopt (code 0).
     options = _pcapng_option(PCAPNG_OPT_IF_TSRESOL, bytes([9])) + struct.pack("<HH", 0, 0)
-    idb = _pcapng_block(PCAPNG_IDB, struct.pack("<HHI", LINKTYPE_ETHERNET, 0, snaplen) + options)
+    idb = _pcapng_block(PCAPNG_IDB, struct.pack("<HHI", linktype, 0, snaplen) + options)
     blocks = [shb, idb]
     for frame in frames:
         if len(frame.data) > snaplen:
@@ -213,7 +248,7 @@ def write_pcap(path: Path, frames: Sequence[Frame], **kwargs: bool | int) -> Pat
     return path
 
 
-def write_pcapng(path: Path, frames: Sequence[Frame], *, snaplen: int = DEFAULT_SNAPLEN) -> Path:
-    """Write a pcapng file; returns ``path``."""
-    path.write_bytes(pcapng_bytes(frames, snaplen=snaplen))
+def write_pcapng(path: Path, frames: Sequence[Frame], **kwargs: int) -> Path:
+    """Write a pcapng file (see :func:`pcapng_bytes` for options); returns ``path``."""
+    path.write_bytes(pcapng_bytes(frames, **kwargs))
     return path

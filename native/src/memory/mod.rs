@@ -52,6 +52,12 @@ impl Buffer {
         self.len == 0
     }
 
+    /// The same storage with only its first `len` bytes usable.
+    pub fn truncated(mut self, len: usize) -> Self {
+        self.len = self.len.min(len);
+        self
+    }
+
     pub fn capacity(&self) -> usize {
         self.storage.bytes().len()
     }

@@ -201,7 +201,7 @@ impl StreamShared {
     /// Hands one finished heap to the ring, blocking while it is full.
     fn deliver(&self, heap: ReceivedHeap) -> Delivery {
         if self.ring_config.contiguous_only && !heap.is_contiguous() {
-            log::info!(
+            log::warn!(
                 "dropped incomplete heap {} ({}/{} bytes of payload)",
                 heap.cnt(),
                 heap.received_length(),

@@ -20,7 +20,7 @@ use crate::python::inproc::InprocQueue;
 use crate::recv::reader::{
     buffer::BufferReader,
     inproc::InprocReader,
-    pcap_file::{OpenError, PcapFileReader},
+    pcap_file::PcapFileReader,
     tcp, udp,
 };
 use crate::recv::ringbuffer::PopError;
@@ -324,12 +324,10 @@ impl PyStream {
         filter: &str,
     ) -> PyResult<()> {
         let shared = self.inner.shared().clone();
+        // spead2 raises RuntimeError for a missing file, a bad format and a bad filter alike.
         let reader = py
             .detach(|| PcapFileReader::open(shared, filename, filter))
-            .map_err(|e| match e {
-                OpenError::Filter(msg) => PyValueError::new_err(msg),
-                OpenError::File(msg) => PyRuntimeError::new_err(msg),
-            })?;
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
         self.add(Box::new(reader))
     }
 

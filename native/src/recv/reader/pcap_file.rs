@@ -17,21 +17,10 @@ pub struct PcapFileReader {
     reader: PcapReader<BufReader<File>>,
 }
 
-/// Why a capture could not be opened: the filter is the caller's mistake, the rest the file's.
-#[derive(Debug)]
-pub enum OpenError {
-    Filter(String),
-    File(String),
-}
-
 impl PcapFileReader {
     /// Opens the file and compiles the filter now, so errors reach the caller at once.
-    pub fn open(shared: Arc<StreamShared>, filename: &str, filter: &str) -> Result<Self, OpenError> {
-        let reader = PcapReader::open(Path::new(filename), filter).map_err(|e| match e {
-            PcapError::Filter(e) => OpenError::Filter(e.to_string()),
-            PcapError::Io(e) => OpenError::File(format!("{filename}: {e}")),
-            PcapError::Format(e) => OpenError::File(e),
-        })?;
+    pub fn open(shared: Arc<StreamShared>, filename: &str, filter: &str) -> Result<Self, PcapError> {
+        let reader = PcapReader::open(Path::new(filename), filter)?;
         Ok(PcapFileReader { shared, reader })
     }
 }
@@ -50,6 +39,7 @@ impl Reader for PcapFileReader {
                     return Progress::Done;
                 }
                 Err(e) => {
+                    // As spead2: a corrupt tail ends the stream, keeping what came before.
                     log::warn!("error reading capture file: {e}");
                     batch.end_of_stream();
                     return Progress::Done;
