@@ -24,7 +24,7 @@ class Stream(spead2.recv.Stream):
     """A receive stream whose heaps are awaited: ``await stream.get()`` or ``async for``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        # The native base is fully built by __new__ from the same arguments.
         self._waiters: collections.deque[asyncio.Future[_Result]] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
 
