@@ -7,6 +7,7 @@ pub mod inproc;
 pub mod memory;
 pub mod protocol;
 pub mod recv;
+pub mod send;
 pub mod thread_pool;
 
 #[cfg(feature = "python")]

@@ -7,6 +7,9 @@ pub mod pool;
 use std::fmt;
 use std::io;
 
+/// Bytes owned elsewhere (e.g. a Python buffer) and shared without copying.
+pub type SharedBytes = std::sync::Arc<dyn AsRef<[u8]> + Send + Sync>;
+
 /// Backing storage of a `Buffer`. Implementations own their memory and free it on drop.
 pub trait Storage: Send + Sync {
     fn bytes(&self) -> &[u8];

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use crate::memory::SharedBytes;
 use crate::recv::stream::StreamShared;
 use crate::thread_pool::{Context, Progress, Reader};
 
-pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
 pub struct BufferReader {
     shared: Arc<StreamShared>,

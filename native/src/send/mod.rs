@@ -1,0 +1,3 @@
+//! The send side: heaps, the packet generator (sans-IO), and streams with their writers.
+
+pub mod heap;
