@@ -591,13 +591,16 @@ mod tests {
     use crate::protocol::ids::BUG_COMPAT_PYSPEAD_0_5_2;
     use crate::protocol::packet::PacketSpec;
 
-    // Reference descriptor values produced by spead2 4.5.1: each is the DESCRIPTOR_ID item
-    // value extracted from `spead2.send.BytesStream` after `Heap(flavour).add_descriptor(d)`.
-    // Generated with `/work/main/.venv-peer/bin/python gen_desc.py` (helper script in the
-    // memory helper's scratch space); the descriptors are:
+    // Reference descriptor values produced by spead2 4.5.1 (test vectors, generated with
+    // `/work/main/.venv-peer/bin/python`): for each flavour `fl` and descriptor `d`,
+    //     s = spead2.send.BytesStream(spead2.ThreadPool())
+    //     h = spead2.send.Heap(fl); h.add_descriptor(d); s.send_heap(h)
+    // then the value of the DESCRIPTOR_ID item was cut out of `s.getvalue()` (from its
+    // address to the next item's). The descriptors are:
     //   DTYPE:  Descriptor(0x1000, "x", "an int array", (3, 4), np.dtype('<u2'))
     //   FORMAT: Descriptor(0x1001, "y", "fmt", (None, 2), format=[('u', 8), ('f', 32)])
     //   ZERO_D: Descriptor(0x2000, "s", "scalar", (), format=[('i', 32)])
+    // and the flavours Flavour(4, 64, 40 or 48, bug_compat 0 or 7 for BC7).
     const F64_40_DTYPE: &str = "530403050000000a8000010000000001800002000000005280000300000000008000040000000052800014000000100000001000000000000000110000000001000013000000000d000012000000000d000015000000001978616e20696e742061727261790000000000030000000000047b276465736372273a20273c7532272c2027666f727472616e5f6f72646572273a2046616c73652c20277368617065273a2028332c2034297d";
     const F64_40_FORMAT: &str = "530403050000000980000100000000018000020000000018800003000000000080000400000000188000140000001001000010000000000000001100000000010000130000000004000012000000000c79666d747500000866000020010000000000000000000002";
     const F64_48_DTYPE: &str = "530402060000000a8001000000000001800200000000005480030000000000008004000000000054801400000000100000100000000000000011000000000001001300000000000d001200000000000d001500000000001b78616e20696e7420617272617900000000000003000000000000047b276465736372273a20273c7532272c2027666f727472616e5f6f72646572273a2046616c73652c20277368617065273a2028332c2034297d";

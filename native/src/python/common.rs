@@ -127,7 +127,7 @@ impl ThreadPool {
     /// Pins the calling thread to one CPU core.
     #[staticmethod]
     fn set_affinity(core: usize) -> PyResult<()> {
-        thread_pool::set_affinity(core).map_err(|e| PyErr::from(e))
+        thread_pool::set_affinity(core).map_err(PyErr::from)
     }
 
     #[getter]

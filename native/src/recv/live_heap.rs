@@ -237,7 +237,7 @@ impl LiveHeap {
     fn check_flavour(&self, packet: &PacketHeader<'_>) -> Result<(), DropReason> {
         if packet.heap_address_bits != self.heap_address_bits {
             log::info!("packet rejected because its flavour is inconsistent with the heap");
-            return Err(DropReason::Decode(DecodeError::BadFlavour));
+            return Err(DropReason::FlavourMismatch);
         }
         Ok(())
     }
@@ -349,14 +349,14 @@ impl LiveHeap {
             }
             Err(RangeError::PartialOverlap) => {
                 log::warn!("packet rejected because it partially overlaps existing payload");
-                Err(DropReason::Duplicate)
+                Err(DropReason::PartialOverlap)
             }
             Err(RangeError::TooMany) => {
                 log::warn!(
                     "packet rejected because heap {} has too many disjoint payload ranges",
                     self.cnt
                 );
-                Err(DropReason::TooManyPointers)
+                Err(DropReason::TooManyRanges)
             }
         }
     }
@@ -740,7 +740,7 @@ mod tests {
         // Starts in the gap but runs into the next range: partial overlap.
         assert_eq!(
             add(&mut heap, &part(16, 12), &r),
-            Err(DropReason::Duplicate)
+            Err(DropReason::PartialOverlap)
         );
         add(&mut heap, &part(16, 8), &r).unwrap();
         assert_eq!(heap.payload_ranges(), vec![(0, 8), (16, 32)]);
@@ -761,7 +761,10 @@ mod tests {
         add(&mut heap, &spec(Some(32), 8, &[], &[]), &r).unwrap();
         add(&mut heap, &part(16, 8), &r).unwrap();
         assert_eq!(heap.payload_ranges(), vec![(8, 8), (16, 24)]);
-        assert_eq!(add(&mut heap, &part(0, 16), &r), Err(DropReason::Duplicate));
+        assert_eq!(
+            add(&mut heap, &part(0, 16), &r),
+            Err(DropReason::PartialOverlap)
+        );
         add(&mut heap, &part(0, 8), &r).unwrap();
         assert_eq!(heap.payload_ranges(), vec![(0, 8), (16, 24)]);
         add(&mut heap, &part(8, 8), &r).unwrap();
@@ -858,7 +861,7 @@ mod tests {
         };
         assert_eq!(
             add(&mut heap, &other.emit(), &r),
-            Err(DropReason::Decode(DecodeError::BadFlavour))
+            Err(DropReason::FlavourMismatch)
         );
         other.heap_address_bits = HAB;
         add(&mut heap, &other.emit(), &r).unwrap();

@@ -150,6 +150,12 @@ pub enum DropReason {
     OutOfOrder,
     /// A payload range already received.
     Duplicate,
+    /// A payload range that overlaps part of one already received.
+    PartialOverlap,
+    /// More disjoint payload ranges than one heap may track.
+    TooManyRanges,
+    /// A packet whose flavour differs from earlier packets of its heap.
+    FlavourMismatch,
     /// More item pointers than a heap may hold.
     TooManyPointers,
     /// The allocator could not supply the heap's memory.
@@ -161,7 +167,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 20] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Decode(DecodeError::TooShort),
         DropReason::Decode(DecodeError::BadMagic),
         DropReason::Decode(DecodeError::BadFlavour),
@@ -178,6 +184,9 @@ impl DropReason {
         DropReason::HeapLengthMismatch,
         DropReason::OutOfOrder,
         DropReason::Duplicate,
+        DropReason::PartialOverlap,
+        DropReason::TooManyRanges,
+        DropReason::FlavourMismatch,
         DropReason::TooManyPointers,
         DropReason::AllocationFailed,
         DropReason::AfterStop,
@@ -202,6 +211,9 @@ impl DropReason {
             DropReason::HeapLengthMismatch => "heap_length_mismatch",
             DropReason::OutOfOrder => "out_of_order",
             DropReason::Duplicate => "duplicate",
+            DropReason::PartialOverlap => "partial_overlap",
+            DropReason::TooManyRanges => "too_many_ranges",
+            DropReason::FlavourMismatch => "flavour_mismatch",
             DropReason::TooManyPointers => "too_many_pointers",
             DropReason::AllocationFailed => "allocation_failed",
             DropReason::AfterStop => "after_stop",

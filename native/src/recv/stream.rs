@@ -59,20 +59,34 @@ pub struct Stream {
 }
 
 impl Stream {
-    pub fn new(pool: Arc<ThreadPool>, config: StreamConfig, ring_config: RingConfig) -> std::io::Result<Self> {
+    pub fn new(
+        pool: Arc<ThreadPool>,
+        config: StreamConfig,
+        ring_config: RingConfig,
+    ) -> std::io::Result<Self> {
         let assembler = Assembler::new(&config, ring_config.incomplete_keep_payload_ranges);
         let stats = Stats::new(config.stats.clone());
         let started = !config.explicit_start;
         let shared = StreamShared {
             ring: Ringbuffer::new(ring_config.heaps)?,
-            core: Mutex::new(Core { assembler, stats, drops: DropCounts::default(), stopped: false }),
-            readers: Mutex::new(Readers { started, ..Readers::default() }),
+            core: Mutex::new(Core {
+                assembler,
+                stats,
+                drops: DropCounts::default(),
+                stopped: false,
+            }),
+            readers: Mutex::new(Readers {
+                started,
+                ..Readers::default()
+            }),
             config,
             ring_config,
             pool,
             stopping: AtomicBool::new(false),
         };
-        Ok(Stream { shared: Arc::new(shared) })
+        Ok(Stream {
+            shared: Arc::new(shared),
+        })
     }
 
     pub fn shared(&self) -> &Arc<StreamShared> {
@@ -180,7 +194,10 @@ impl StreamShared {
     fn remove_readers(&self) {
         let (running, pending) = {
             let mut readers = lock(&self.readers);
-            (std::mem::take(&mut readers.running), std::mem::take(&mut readers.pending))
+            (
+                std::mem::take(&mut readers.running),
+                std::mem::take(&mut readers.pending),
+            )
         };
         drop(pending);
         for handle in running {
@@ -192,7 +209,8 @@ impl StreamShared {
     fn flush_locked(&self, core: &mut Core) {
         let mut values = vec![0; core.stats.values.len()];
         let mut sink = DeliverySink::default();
-        core.assembler.flush(&mut values, &mut |heap| sink.deliver(self, heap));
+        core.assembler
+            .flush(&mut values, &mut |heap| sink.deliver(self, heap));
         sink.settle(&mut values, &mut core.drops);
         core.stats.merge(&values);
         core.stopped = true;
@@ -289,7 +307,10 @@ impl Batch<'_> {
         match PacketHeader::parse(data) {
             Ok((packet, size)) if size == data.len() => self.add_parsed(&packet),
             Ok((_, size)) => {
-                log::info!("discarding packet due to size mismatch ({size} != {})", data.len());
+                log::info!(
+                    "discarding packet due to size mismatch ({size} != {})",
+                    data.len()
+                );
                 self.drops.add(DropReason::SizeMismatch);
             }
             Err(e) => {
@@ -310,8 +331,12 @@ impl Batch<'_> {
         }
         self.packets += 1;
         let shared = self.shared;
-        let Batch { core, values, sink, .. } = self;
-        let result = core.assembler.add_packet(packet, values, &mut |heap| sink.deliver(shared, heap));
+        let Batch {
+            core, values, sink, ..
+        } = self;
+        let result = core
+            .assembler
+            .add_packet(packet, values, &mut |heap| sink.deliver(shared, heap));
         match result {
             Ok(PacketOutcome::Stop) => self.stop = true,
             Ok(_) => {}

@@ -13,7 +13,10 @@ pub enum ItemValue {
     /// Always sent as an immediate (stream control and similar).
     Immediate(u64),
     /// Sent as an immediate only if `allow_immediate` and it fits heap_address_bits/8 bytes.
-    Bytes { data: SharedBytes, allow_immediate: bool },
+    Bytes {
+        data: SharedBytes,
+        allow_immediate: bool,
+    },
 }
 
 #[derive(Clone)]
@@ -43,15 +46,28 @@ pub struct SendHeap {
 
 impl SendHeap {
     pub fn new(flavour: Flavour) -> Self {
-        SendHeap { flavour, items: Vec::new(), repeat_pointers: false }
+        SendHeap {
+            flavour,
+            items: Vec::new(),
+            repeat_pointers: false,
+        }
     }
 
     pub fn add_item(&mut self, id: u64, data: SharedBytes, allow_immediate: bool) {
-        self.items.push(SendItem { id, value: ItemValue::Bytes { data, allow_immediate } });
+        self.items.push(SendItem {
+            id,
+            value: ItemValue::Bytes {
+                data,
+                allow_immediate,
+            },
+        });
     }
 
     pub fn add_immediate(&mut self, id: u64, value: u64) {
-        self.items.push(SendItem { id, value: ItemValue::Immediate(value) });
+        self.items.push(SendItem {
+            id,
+            value: ItemValue::Immediate(value),
+        });
     }
 
     /// Adds a DESCRIPTOR_ID item whose value is the encoded descriptor.

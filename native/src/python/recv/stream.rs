@@ -18,10 +18,7 @@ use crate::python::common::{Empty, Stopped, ThreadPool};
 use crate::python::convert::{port, unsigned_usize};
 use crate::python::inproc::InprocQueue;
 use crate::recv::reader::{
-    buffer::BufferReader,
-    inproc::InprocReader,
-    pcap_file::PcapFileReader,
-    tcp, udp,
+    buffer::BufferReader, inproc::InprocReader, pcap_file::PcapFileReader, tcp, udp,
 };
 use crate::recv::ringbuffer::PopError;
 use crate::recv::stream::{AddReaderError, Stream as CoreStream};
@@ -399,13 +396,13 @@ impl PyStream {
         }
     }
 
-    /// Packets and heaps discarded, by reason (beyond spead2: it only logs these).
+    /// Packets and heaps discarded, by reason (beyond spead2, which only logs them).
     #[getter]
-    fn drop_counts(&self) -> Vec<(&'static str, u64)> {
-        self.inner
-            .drop_counts()
-            .iter()
-            .map(|(reason, n)| (reason.name(), n))
-            .collect()
+    fn drop_counts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        for (reason, n) in self.inner.drop_counts().iter() {
+            out.set_item(reason.name(), n)?;
+        }
+        Ok(out)
     }
 }

@@ -6,7 +6,6 @@ use crate::memory::SharedBytes;
 use crate::recv::stream::StreamShared;
 use crate::thread_pool::{Context, Progress, Reader};
 
-
 pub struct BufferReader {
     shared: Arc<StreamShared>,
     data: SharedBytes,

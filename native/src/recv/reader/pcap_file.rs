@@ -19,7 +19,11 @@ pub struct PcapFileReader {
 
 impl PcapFileReader {
     /// Opens the file and compiles the filter now, so errors reach the caller at once.
-    pub fn open(shared: Arc<StreamShared>, filename: &str, filter: &str) -> Result<Self, PcapError> {
+    pub fn open(
+        shared: Arc<StreamShared>,
+        filename: &str,
+        filter: &str,
+    ) -> Result<Self, PcapError> {
         let reader = PcapReader::open(Path::new(filename), filter)?;
         Ok(PcapFileReader { shared, reader })
     }

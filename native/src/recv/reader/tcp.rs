@@ -46,16 +46,25 @@ impl TcpReader {
     pub fn new(shared: Arc<StreamShared>, listener: Socket, max_size: usize) -> io::Result<Self> {
         listener.set_nonblocking(true)?;
         let listener = mio::net::TcpListener::from_std(listener.into());
-        Ok(TcpReader { shared, connection: Connection::Listening(listener), framer: TcpFramer::new(max_size) })
+        Ok(TcpReader {
+            shared,
+            connection: Connection::Listening(listener),
+            framer: TcpFramer::new(max_size),
+        })
     }
 
     /// spead2 takes a single connection: the listener closes once it is accepted.
     fn accept(&mut self, ctx: &Context<'_>) -> Progress {
-        let Connection::Listening(listener) = &mut self.connection else { return Progress::More };
+        let Connection::Listening(listener) = &mut self.connection else {
+            return Progress::More;
+        };
         match listener.accept() {
             Ok((mut stream, _)) => {
                 let _ = ctx.registry.deregister(listener);
-                if let Err(e) = ctx.registry.register(&mut stream, ctx.token, Interest::READABLE) {
+                if let Err(e) = ctx
+                    .registry
+                    .register(&mut stream, ctx.token, Interest::READABLE)
+                {
                     log::warn!("failed to watch accepted TCP connection: {e}");
                     return Progress::Done;
                 }
@@ -72,7 +81,9 @@ impl TcpReader {
 
     /// Reads once into the framer; returns false at end of stream.
     fn read_once(&mut self) -> io::Result<bool> {
-        let Connection::Connected(stream) = &mut self.connection else { return Ok(true) };
+        let Connection::Connected(stream) = &mut self.connection else {
+            return Ok(true);
+        };
         let n = stream.read(self.framer.spare_capacity())?;
         self.framer.commit(n);
         Ok(n > 0)

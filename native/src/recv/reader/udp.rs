@@ -28,7 +28,11 @@ pub enum Multicast {
 ///
 /// A multicast socket binds to the group address, so it only sees that group's traffic, and
 /// allows address reuse so several receivers on one host can share the group.
-pub fn bind(addr: SocketAddr, buffer_size: usize, multicast: Option<Multicast>) -> io::Result<Socket> {
+pub fn bind(
+    addr: SocketAddr,
+    buffer_size: usize,
+    multicast: Option<Multicast>,
+) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
@@ -39,12 +43,19 @@ pub fn bind(addr: SocketAddr, buffer_size: usize, multicast: Option<Multicast>) 
     set_receive_buffer(&socket, buffer_size)?;
     socket.bind(&addr.into())?;
     match (addr.ip(), multicast) {
-        (IpAddr::V4(group), Some(Multicast::V4 { interface })) => socket.join_multicast_v4(&group, &interface)?,
+        (IpAddr::V4(group), Some(Multicast::V4 { interface })) => {
+            socket.join_multicast_v4(&group, &interface)?
+        }
         (IpAddr::V6(group), Some(Multicast::V6 { interface_index })) => {
             socket.join_multicast_v6(&group, interface_index)?
         }
         (_, None) => {}
-        _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, "multicast address family mismatch")),
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "multicast address family mismatch",
+            ))
+        }
     }
     Ok(socket)
 }
@@ -88,7 +99,12 @@ impl UdpReader {
         socket.set_nonblocking(true)?;
         let socket = mio::net::UdpSocket::from_std(socket.into());
         let buffers = (0..BATCH).map(|_| vec![0u8; max_size + 1]).collect();
-        Ok(UdpReader { shared, socket, max_size, buffers })
+        Ok(UdpReader {
+            shared,
+            socket,
+            max_size,
+            buffers,
+        })
     }
 
     /// Receives up to BATCH datagrams; returns their lengths' count.
@@ -97,10 +113,14 @@ impl UdpReader {
         let mut iovecs: Vec<libc::iovec> = self
             .buffers
             .iter_mut()
-            .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() })
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
             .collect();
         // SAFETY: mmsghdr is plain data; all-zero is a valid value (null name, no control).
-        let mut headers: Vec<libc::mmsghdr> = (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect();
+        let mut headers: Vec<libc::mmsghdr> =
+            (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect();
         for (h, iov) in headers.iter_mut().zip(iovecs.iter_mut()) {
             h.msg_hdr.msg_iov = iov;
             h.msg_hdr.msg_iovlen = 1;
@@ -122,7 +142,11 @@ impl UdpReader {
         }
         let n = n as usize;
         for (len, h) in lengths.iter_mut().zip(&headers[..n]) {
-            *len = if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 { usize::MAX } else { h.msg_len as usize };
+            *len = if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                usize::MAX
+            } else {
+                h.msg_len as usize
+            };
         }
         Ok(n)
     }
