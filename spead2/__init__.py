@@ -32,8 +32,8 @@ from spead2._spead2 import (
     Full,
     InprocQueue,
     MemoryAllocator,
-    # TEMP MemoryPool,
-    # TEMP MmapAllocator,
+    MemoryPool,
+    MmapAllocator,
     Stopped,
     ThreadPool,
 )

@@ -36,6 +36,8 @@ fn _spead2(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<common::Flavour>()?;
     m.add_class::<common::ThreadPool>()?;
     m.add_class::<memory::MemoryAllocator>()?;
+    m.add_class::<memory::MmapAllocator>()?;
+    m.add_class::<memory::MemoryPool>()?;
     m.add_class::<inproc::InprocQueue>()?;
     m.add_class::<descriptor::RawDescriptor>()?;
     m.add_function(wrap_pyfunction!(common::log_info, m)?)?;
