@@ -12,6 +12,7 @@ The module imports only the standard library at top level: it must load in the p
 from __future__ import annotations
 
 import importlib
+import os
 import pickle
 import subprocess
 import sys
@@ -209,11 +210,16 @@ def _peer_main() -> None:
     import spead2.send
 
     location = Path(spead2.__file__).resolve()
-    if spead2.__version__ != PEER_EXPECTED_VERSION or location.is_relative_to(REPO_ROOT):
+    if spead2.__version__ != PEER_EXPECTED_VERSION or location.is_relative_to(REPO_ROOT / "spead2"):
         raise SystemExit(f"not the real spead2 {PEER_EXPECTED_VERSION}: {location}")
     jobs = pickle.loads(sys.stdin.buffer.read())
     results = [run_job(spead2, job) for job in jobs]
     sys.stdout.buffer.write(pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # spead2 4.5.1 can crash during interpreter finalisation when its log thread still has
+    # records to deliver (seen after out-of-order packets); the results are complete here.
+    os._exit(0)
 
 
 if __name__ == "__main__":

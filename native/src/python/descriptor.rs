@@ -93,3 +93,21 @@ impl From<CoreDescriptor> for RawDescriptor {
         }
     }
 }
+
+impl From<RawDescriptor> for CoreDescriptor {
+    /// Format codes longer than one byte keep their first byte, as only that is encoded.
+    fn from(d: RawDescriptor) -> Self {
+        CoreDescriptor {
+            id: d.id,
+            name: d.name,
+            description: d.description,
+            shape: d.shape,
+            format: d
+                .format
+                .into_iter()
+                .map(|(c, bits)| (c.bytes().next().unwrap_or(0), bits))
+                .collect(),
+            numpy_header: d.numpy_header,
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! PyO3 bindings only: conversions and Python-facing classes over the core. No protocol logic.
 
+mod buffer;
 mod common;
 mod convert;
 mod descriptor;
@@ -7,6 +8,7 @@ mod inproc;
 mod logging;
 mod memory;
 mod recv;
+mod send;
 
 use pyo3::prelude::*;
 
@@ -42,5 +44,6 @@ fn _spead2(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<descriptor::RawDescriptor>()?;
     m.add_function(wrap_pyfunction!(common::log_info, m)?)?;
     recv::register(py, m)?;
+    send::register(py, m)?;
     Ok(())
 }

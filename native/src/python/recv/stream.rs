@@ -5,7 +5,6 @@ use std::os::fd::{FromRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
@@ -14,6 +13,7 @@ use socket2::Socket;
 use super::config::{RingStreamConfig, StreamConfig};
 use super::heap::wrap_heap;
 use super::stats::StreamStats;
+use crate::python::buffer::RawBuffer;
 use crate::python::common::{Empty, Stopped, ThreadPool};
 use crate::python::convert::{port, unsigned_usize};
 use crate::python::inproc::InprocQueue;
@@ -48,18 +48,6 @@ impl Ringbuffer {
 
     fn capacity(&self) -> usize {
         self.stream.ring().capacity()
-    }
-}
-
-/// A Python buffer held by a reader; released (with the GIL) when the reader is dropped.
-struct HeldBuffer(PyBuffer<u8>);
-
-impl AsRef<[u8]> for HeldBuffer {
-    fn as_ref(&self) -> &[u8] {
-        // SAFETY: the PyBuffer keeps the exporter alive and its memory pinned until released;
-        // it is C-contiguous (checked at construction) and `len_bytes` long. spead2's contract is
-        // that the caller does not modify the buffer while the stream reads it.
-        unsafe { std::slice::from_raw_parts(self.0.buf_ptr() as *const u8, self.0.len_bytes()) }
     }
 }
 
@@ -230,11 +218,8 @@ impl PyStream {
     }
 
     /// Reads packets laid back to back in `buffer`; the stream ends where they end.
-    fn add_buffer_reader(&self, buffer: PyBuffer<u8>) -> PyResult<()> {
-        if !buffer.is_c_contiguous() {
-            return Err(PyValueError::new_err("buffer must be contiguous"));
-        }
-        let data = Arc::new(HeldBuffer(buffer));
+    fn add_buffer_reader(&self, buffer: &Bound<'_, PyAny>) -> PyResult<()> {
+        let data = Arc::new(RawBuffer::get(buffer)?);
         self.add(Box::new(BufferReader::new(
             self.inner.shared().clone(),
             data,
