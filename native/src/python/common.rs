@@ -103,6 +103,17 @@ pub struct ThreadPool {
     pub inner: Arc<CoreThreadPool>,
 }
 
+impl Drop for ThreadPool {
+    /// Joining workers may wait for one that needs the GIL: join with it released. Streams
+    /// share the pool, so it only stops when this is the last user.
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.inner) == 1 {
+            let inner = self.inner.clone();
+            Python::attach(|py| py.detach(move || inner.stop()));
+        }
+    }
+}
+
 #[pymethods]
 impl ThreadPool {
     #[new]

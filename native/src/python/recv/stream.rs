@@ -174,6 +174,15 @@ impl PyStream {
     }
 }
 
+impl Drop for PyStream {
+    /// Stopping waits for workers, and a worker may need the GIL to release a Python buffer
+    /// it held: so wait with the GIL released.
+    fn drop(&mut self) {
+        let inner = self.inner.clone();
+        Python::attach(|py| py.detach(move || inner.stop()));
+    }
+}
+
 #[pymethods]
 impl PyStream {
     #[new]

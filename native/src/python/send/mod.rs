@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod heap;
+pub mod packet_generator;
 
 use pyo3::prelude::*;
 
@@ -13,5 +14,6 @@ pub fn register(py: Python<'_>, parent: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<heap::Heap>()?;
     m.add_class::<heap::HeapReference>()?;
     m.add_class::<heap::HeapReferenceList>()?;
+    m.add_class::<packet_generator::PacketGenerator>()?;
     super::add_submodule(py, parent, &m)
 }
