@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 import spead2
 import spead2.send
 
@@ -253,10 +254,20 @@ def catalogue() -> list[tuple[str, str, int, list[HeapSpec]]]:
             [
                 heap(
                     [
-                        desc(id=0x1000, name="legacy", description="a legacy format",
-                             shape=[3, -1], format=[("u", 16), ("f", 32)]),
-                        desc(id=0x1001, name="numpy", description="a numpy header",
-                             shape=[4, 5], dtype=np.dtype(">i4")),
+                        desc(
+                            id=0x1000,
+                            name="legacy",
+                            description="a legacy format",
+                            shape=[3, -1],
+                            format=[("u", 16), ("f", 32)],
+                        ),
+                        desc(
+                            id=0x1001,
+                            name="numpy",
+                            description="a numpy header",
+                            shape=[4, 5],
+                            dtype=np.dtype(">i4"),
+                        ),
                         pat(0x1000, 12),
                     ],
                     hab,
@@ -265,8 +276,13 @@ def catalogue() -> list[tuple[str, str, int, list[HeapSpec]]]:
         )
         add(
             f"descriptor_widths_{hab}",
-            [heap([desc(id=0x1000, name="x", description="", shape=[-1, 2],
-                        format=[("i", 8)])], hab, bc=7)],
+            [
+                heap(
+                    [desc(id=0x1000, name="x", description="", shape=[-1, 2], format=[("i", 8)])],
+                    hab,
+                    bc=7,
+                )
+            ],
         )
     add("flavour_56", [heap([b(0x10, b"\x01" * 7, True), pat(0x11, 50)], 56, cnt=2**55)])
     add("flavour_16", [heap([b(0x10, b"\x01" * 2, True), pat(0x11, 500)], 16, cnt=65535)], 96)
@@ -281,10 +297,16 @@ def catalogue() -> list[tuple[str, str, int, list[HeapSpec]]]:
     add("many_items_56", [heap([pat(0x1000 + i, i % 5, i) for i in range(30)])], 56)
     # repeat_pointers
     for mps in (56, 72, 80, 88, 200):
-        add(f"repeat_3x10_{mps}", [heap([pat(0x1000 + i, 10, i) for i in range(3)], repeat=True)],
-            mps)
-        add(f"repeat_3imm_{mps}", [heap([b(0x1000 + i, bytes([i]), True) for i in range(3)],
-                                        repeat=True)], mps)
+        add(
+            f"repeat_3x10_{mps}",
+            [heap([pat(0x1000 + i, 10, i) for i in range(3)], repeat=True)],
+            mps,
+        )
+        add(
+            f"repeat_3imm_{mps}",
+            [heap([b(0x1000 + i, bytes([i]), True) for i in range(3)], repeat=True)],
+            mps,
+        )
     add("repeat_empty", [heap([], repeat=True)], 56)
     add("repeat_big", [heap([pat(0x1000, 5000), b(0x1001, b"ab", True)], repeat=True)], 1472)
     # Values spead2 ORs in without masking.
@@ -313,15 +335,21 @@ def catalogue() -> list[tuple[str, str, int, list[HeapSpec]]]:
         )
         add(
             f"group_small_{mode}",
-            [heap([], cnt=10), heap([Item("start")], cnt=11),
-             heap([b(0x1000 + i, bytes([i]), True) for i in range(20)], cnt=12)],
+            [
+                heap([], cnt=10),
+                heap([Item("start")], cnt=11),
+                heap([b(0x1000 + i, bytes([i]), True) for i in range(20)], cnt=12),
+            ],
             96,
             mode,
         )
         add(
             f"group_long_{mode}",
-            [heap([pat(0x1000, 200000, 6)], cnt=100), heap([pat(0x1000, 90000, 7)], cnt=101),
-             heap([pat(0x1000, 1, 7)], cnt=102)],
+            [
+                heap([pat(0x1000, 200000, 6)], cnt=100),
+                heap([pat(0x1000, 90000, 7)], cnt=101),
+                heap([pat(0x1000, 1, 7)], cnt=102),
+            ],
             1472,
             mode,
         )

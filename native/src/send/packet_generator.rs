@@ -3,14 +3,21 @@
 //!
 //! API summary (the send stream and the bindings build on this):
 //! - `PacketGenerator::new(&heap, cnt, max_packet_size) -> Result<PacketGenerator, PacketError>`
-//!   lays the heap out once (pointer block, payload chunks, padding). It takes its own
-//!   references (`Arc` clones) to the item buffers, so it does not borrow the heap.
-//! - Zero-copy: `next_packet(&mut PacketParts) -> bool` fills a reusable header buffer (packet
-//!   header + item pointers) and a list of `Segment`s naming payload bytes;
-//!   `slices(&PacketParts)` resolves them to `&[u8]` (header first) for writev/sendmmsg.
+//!   lays the heap out once (pointer block, payload chunks, padding). It keeps its own `Arc`
+//!   clones of the item buffers, so it does not borrow the heap (and is `Send`).
+//!   `cnt()`, `heap_length()` (HEAP_LEN, padding included) and `is_done()` describe it.
+//! - Zero-copy: `next_packet(&mut PacketParts) -> bool` clears and fills reusable parts: a
+//!   `header` block (packet header + all of the packet's item pointers) and `segments`
+//!   (`Segment::Item { index, offset, len }` into this generator's payload items, or
+//!   `Segment::Zeros(len)` with len <= 4096). `slices(&parts)` yields the packet's `&[u8]`s
+//!   in order (header first); `io_slices(&parts, &mut Vec<IoSlice>)` appends them for
+//!   writev/sendmmsg; `segment_bytes(&segment)` resolves one. Parts hold indices only, so
+//!   several can be filled before any is resolved, but they must be resolved with the
+//!   generator that filled them, while it is alive.
 //! - Copying: `next_packet_bytes(&mut Vec<u8>) -> bool` APPENDS the next packet to `out`.
 //! - `check_cnt(flavour, cnt)` is the stream's explicit-cnt check (EINVAL in spead2); the
 //!   generator itself, like spead2's, does not mask or check anything it ORs into pointers.
+//! - Errors: `PacketError` (`Display` is spead2's message; `errno()` for OSError ones).
 //!
 //! Rules (established against the real wheel, pinned by the vectors in testdata/send):
 //! - `max_packet_size` is rounded down to a multiple of 8; at least 56 bytes are needed
@@ -23,7 +30,9 @@
 //!   laid out back to back in the order they were added.
 //! - The payload must be at least 8 * floor(n / P) + 1 bytes (n = item pointers) so that every
 //!   packet carries payload; when shorter, zeros pad it to that length and a NULL (id 0)
-//!   pointer addressed at the end of the real payload is appended to the pointers.
+//!   pointer addressed at the end of the real payload is appended to the pointers. In a
+//!   packet holding both item bytes and padding, spead2 sends the padding first (a quirk
+//!   that displaces those item bytes; reproduced on purpose).
 //! - Pointers are `flag | id << heap_address_bits | value` with no masking, and the header's
 //!   pointer count is truncated to 16 bits, exactly as spead2 does.
 
@@ -137,8 +146,8 @@ impl Segment {
     }
 }
 
-/// Where the next packet's payload starts: in payload item `item` at `offset`, or (when
-/// `item == items.len()`) `offset` bytes into the padding.
+/// Where the next item bytes start: in payload item `item` at `offset` (`item ==
+/// items.len()` once every item byte is sent).
 #[derive(Clone, Copy, Debug, Default)]
 struct Cursor {
     item: usize,
@@ -161,6 +170,7 @@ pub struct PacketGenerator {
     packet_size: usize,
     /// Non-empty addressed item buffers, in payload order, with their lengths at layout time.
     items: Vec<(SharedBytes, usize)>,
+    /// Zero bytes after the items (see `walk_payload` for where spead2 puts them).
     padding: usize,
     heap_length: usize,
     /// Item pointers already sent (non-repeating mode).
@@ -371,23 +381,38 @@ impl PacketGenerator {
         true
     }
 
-    /// Calls `emit` with the segments covering `length` payload bytes from `cursor`;
-    /// returns the cursor after them.
+    /// Calls `emit` with the segments covering the `length` payload bytes after those
+    /// already sent; returns the item cursor after them.
+    ///
+    /// Where a packet holds both item bytes and padding, spead2 4.5.1 puts the padding
+    /// FIRST and the item bytes after it (so the item bytes land past their addresses); we
+    /// reproduce that order to stay byte-identical.
     fn walk_payload(
         &self,
         mut cursor: Cursor,
-        mut length: usize,
+        length: usize,
         mut emit: impl FnMut(Segment),
     ) -> Cursor {
-        while length > 0 && cursor.item < self.items.len() {
-            let item_length = self.items[cursor.item].1;
-            let take = (item_length - cursor.offset).min(length);
+        let data_end = self.heap_length - self.padding;
+        let end = self.payload_sent + length;
+        let mut padding = end - data_end.clamp(self.payload_sent, end);
+        while padding > 0 {
+            let take = padding.min(ZEROS.len());
+            emit(Segment::Zeros(take));
+            padding -= take;
+        }
+        let mut data = end.min(data_end).saturating_sub(self.payload_sent);
+        while data > 0 {
+            let Some(&(_, item_length)) = self.items.get(cursor.item) else {
+                break;
+            };
+            let take = (item_length - cursor.offset).min(data);
             emit(Segment::Item {
                 index: cursor.item,
                 offset: cursor.offset,
                 len: take,
             });
-            length -= take;
+            data -= take;
             cursor.offset += take;
             if cursor.offset == item_length {
                 cursor = Cursor {
@@ -395,13 +420,6 @@ impl PacketGenerator {
                     offset: 0,
                 };
             }
-        }
-        debug_assert!(cursor.item < self.items.len() || cursor.offset + length <= self.padding);
-        while length > 0 {
-            let take = length.min(ZEROS.len());
-            emit(Segment::Zeros(take));
-            length -= take;
-            cursor.offset += take;
         }
         cursor
     }
@@ -428,5 +446,483 @@ impl PacketGenerator {
     /// Appends the packet's `IoSlice`s (for writev / sendmmsg) to `out`.
     pub fn io_slices<'a>(&'a self, parts: &'a PacketParts, out: &mut Vec<IoSlice<'a>>) {
         out.extend(self.slices(parts).map(IoSlice::new));
+    }
+}
+
+/// Reference vectors from spead2 4.5.1 (written by tests/peer/send_vectors.py) and their
+/// reader, shared with the group tests.
+#[cfg(test)]
+pub(crate) mod vectors {
+    use std::sync::Arc;
+
+    use crate::protocol::descriptor::RawDescriptor;
+    use crate::protocol::Flavour;
+    use crate::send::heap::SendHeap;
+
+    pub const CATALOGUE: &str = include_str!("../../testdata/send/catalogue.txt");
+
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum Payload {
+        Bytes(Vec<u8>),
+        Hashed { len: usize, fnv: u64 },
+    }
+
+    /// One reference packet: its heap's index in the case, header block, payload.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Packet {
+        pub heap: usize,
+        pub header: Vec<u8>,
+        pub payload: Payload,
+    }
+
+    pub struct Case {
+        pub name: String,
+        pub mode: String,
+        pub max_packet_size: usize,
+        pub heaps: Vec<(SendHeap, u64)>,
+        pub packets: Vec<Packet>,
+        pub error: Option<String>,
+    }
+
+    pub fn fnv1a64(data: &[u8]) -> u64 {
+        data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+
+    fn hex(text: &str) -> Vec<u8> {
+        if text == "-" {
+            return Vec::new();
+        }
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    fn pattern(len: usize, seed: usize) -> Vec<u8> {
+        (0..len).map(|i| ((i * 7 + seed) & 0xff) as u8).collect()
+    }
+
+    impl Packet {
+        /// Splits an actual packet the way the reference is written.
+        pub fn of(heap: usize, bytes: &[u8]) -> Packet {
+            let n = usize::from(u16::from_be_bytes([bytes[6], bytes[7]]));
+            let head = (8 + 8 * n).min(bytes.len());
+            let payload = &bytes[head..];
+            let payload = if payload.len() <= 64 {
+                Payload::Bytes(payload.to_vec())
+            } else {
+                Payload::Hashed {
+                    len: payload.len(),
+                    fnv: fnv1a64(payload),
+                }
+            };
+            Packet {
+                heap,
+                header: bytes[..head].to_vec(),
+                payload,
+            }
+        }
+    }
+
+    fn descriptor(fields: &[&str]) -> RawDescriptor {
+        let list = |text: &str| -> Vec<String> {
+            if text == "-" {
+                Vec::new()
+            } else {
+                text.split(',').map(str::to_owned).collect()
+            }
+        };
+        RawDescriptor {
+            id: fields[0].parse().unwrap(),
+            name: hex(fields[1]),
+            description: hex(fields[2]),
+            shape: list(fields[3]).iter().map(|s| s.parse().unwrap()).collect(),
+            format: list(fields[4])
+                .iter()
+                .map(|f| (f.as_bytes()[0], f[1..].parse().unwrap()))
+                .collect(),
+            numpy_header: hex(fields[5]),
+        }
+    }
+
+    fn add_item(heap: &mut SendHeap, kind: &str, fields: &[&str]) {
+        match kind {
+            "start" => heap.add_start(),
+            "end" => heap.add_end(),
+            "descriptor" => heap.add_descriptor(&descriptor(fields)).unwrap(),
+            "bytes" | "pattern" => {
+                let id: u64 = fields[0].parse().unwrap();
+                let allow = fields[1] == "1";
+                let data = if kind == "bytes" {
+                    hex(fields[2])
+                } else {
+                    pattern(fields[2].parse().unwrap(), fields[3].parse().unwrap())
+                };
+                heap.add_item(id, Arc::new(data), allow);
+            }
+            other => panic!("unknown vector line {other}"),
+        }
+    }
+
+    pub fn parse(text: &str) -> Vec<Case> {
+        let mut cases = Vec::new();
+        let mut current: Option<Case> = None;
+        for line in text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
+            let fields: Vec<&str> = rest.split(' ').collect();
+            if kind == "case" {
+                current = Some(Case {
+                    name: fields[0].to_owned(),
+                    mode: fields[1].to_owned(),
+                    max_packet_size: fields[2].parse().unwrap(),
+                    heaps: Vec::new(),
+                    packets: Vec::new(),
+                    error: None,
+                });
+                continue;
+            }
+            let case = current.as_mut().expect("line outside a case");
+            match kind {
+                "heap" => {
+                    let flavour = Flavour::with_address_bits(
+                        fields[0].parse().unwrap(),
+                        fields[1].parse().unwrap(),
+                    )
+                    .unwrap();
+                    let mut heap = SendHeap::new(flavour);
+                    heap.repeat_pointers = fields[3] == "1";
+                    case.heaps.push((heap, fields[2].parse().unwrap()));
+                }
+                "packet" => {
+                    let payload = match fields[2].strip_prefix('#') {
+                        Some(hashed) => {
+                            let (len, fnv) = hashed.split_once(':').unwrap();
+                            Payload::Hashed {
+                                len: len.parse().unwrap(),
+                                fnv: u64::from_str_radix(fnv, 16).unwrap(),
+                            }
+                        }
+                        None => Payload::Bytes(hex(fields[2])),
+                    };
+                    case.packets.push(Packet {
+                        heap: fields[0].parse().unwrap(),
+                        header: hex(fields[1]),
+                        payload,
+                    });
+                }
+                "error" => case.error = Some(rest.to_owned()),
+                "end_case" => cases.push(current.take().unwrap()),
+                _ => add_item(&mut case.heaps.last_mut().unwrap().0, kind, &fields),
+            }
+        }
+        cases
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::vectors::{self, Case, Packet};
+    use super::*;
+    use crate::protocol::packet::PacketHeader;
+
+    /// Packets of a single-heap case, through the copying path.
+    fn packets_by_bytes(case: &Case) -> Result<Vec<Packet>, PacketError> {
+        let (heap, cnt) = &case.heaps[0];
+        let mut generator = PacketGenerator::new(heap, *cnt, case.max_packet_size)?;
+        let mut packets = Vec::new();
+        let mut out = Vec::new();
+        while generator.next_packet_bytes(&mut out) {
+            packets.push(Packet::of(0, &out));
+            out.clear();
+        }
+        Ok(packets)
+    }
+
+    /// Packets of a single-heap case, through the zero-copy path.
+    fn packets_by_parts(case: &Case) -> Result<Vec<Packet>, PacketError> {
+        let (heap, cnt) = &case.heaps[0];
+        let mut generator = PacketGenerator::new(heap, *cnt, case.max_packet_size)?;
+        let mut packets = Vec::new();
+        let mut parts = PacketParts::new();
+        while generator.next_packet(&mut parts) {
+            let bytes: Vec<u8> = generator.slices(&parts).flatten().copied().collect();
+            assert_eq!(bytes.len(), parts.len());
+            packets.push(Packet::of(0, &bytes));
+        }
+        Ok(packets)
+    }
+
+    fn expected(case: &Case) -> Result<Vec<Packet>, String> {
+        match &case.error {
+            Some(message) => Err(message.clone()),
+            None => Ok(case.packets.clone()),
+        }
+    }
+
+    #[test]
+    fn catalogue_single_heaps_match_spead2() {
+        let cases = vectors::parse(vectors::CATALOGUE);
+        let singles: Vec<&Case> = cases.iter().filter(|c| c.mode == "single").collect();
+        assert!(singles.len() > 150, "catalogue lost its cases");
+        for case in singles {
+            let want = expected(case);
+            let by_bytes = packets_by_bytes(case).map_err(|e| e.to_string());
+            assert_eq!(by_bytes, want, "case {} (bytes)", case.name);
+            let by_parts = packets_by_parts(case).map_err(|e| e.to_string());
+            assert_eq!(by_parts, want, "case {} (parts)", case.name);
+        }
+    }
+
+    fn heap_of(hab: i64, items: &[(u64, &[u8], bool)]) -> SendHeap {
+        let mut heap = SendHeap::new(Flavour::with_address_bits(hab, 0).unwrap());
+        for &(id, data, allow) in items {
+            heap.add_item(id, Arc::new(data.to_vec()), allow);
+        }
+        heap
+    }
+
+    fn all_packets(heap: &SendHeap, cnt: u64, max_packet_size: usize) -> Vec<Vec<u8>> {
+        let mut generator = PacketGenerator::new(heap, cnt, max_packet_size).unwrap();
+        let mut packets = Vec::new();
+        let mut out = Vec::new();
+        while generator.next_packet_bytes(&mut out) {
+            packets.push(std::mem::take(&mut out));
+        }
+        packets
+    }
+
+    #[test]
+    fn empty_heap_is_one_byte_of_padding_with_a_null_pointer() {
+        let packets = all_packets(&heap_of(40, &[]), 0x123, 1472);
+        let expected: [u8; 49] = [
+            0x53, 0x04, 0x03, 0x05, 0x00, 0x00, 0x00, 0x05, //
+            0x80, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x23, // HEAP_CNT
+            0x80, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, // HEAP_LEN 1
+            0x80, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, // PAYLOAD_OFFSET 0
+            0x80, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x01, // PAYLOAD_LEN 1
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // NULL @ 0
+            0x00,
+        ];
+        assert_eq!(packets, vec![expected.to_vec()]);
+    }
+
+    #[test]
+    fn immediates_are_right_aligned_big_endian() {
+        let heap = heap_of(48, &[(0x1000, b"\x01\x02\x03", true), (0x1001, b"", true)]);
+        let packets = all_packets(&heap, 1, 1472);
+        assert_eq!(packets.len(), 1);
+        assert_eq!(
+            &packets[0][40..48],
+            &[0x90, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x03]
+        );
+        assert_eq!(&packets[0][48..56], &[0x90, 0x01, 0, 0, 0, 0, 0, 0]);
+        // Seven bytes do not fit 64-48: the item is addressed.
+        let heap = heap_of(48, &[(0x1000, b"1234567", true)]);
+        let packets = all_packets(&heap, 1, 1472);
+        assert_eq!(&packets[0][40..48], &[0x10, 0x00, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&packets[0][48..], b"1234567");
+    }
+
+    #[test]
+    fn packet_size_limits() {
+        let heap = heap_of(40, &[(0x1000, &[7; 100], false)]);
+        for size in [0, 47, 48, 55] {
+            assert_eq!(
+                PacketGenerator::new(&heap, 1, size).err(),
+                Some(PacketError::PacketSizeTooSmall)
+            );
+        }
+        // 63 rounds down to 56: one pointer and 8 bytes of payload per packet.
+        let packets = all_packets(&heap, 1, 63);
+        assert!(packets.iter().all(|p| p.len() <= 56));
+        assert_eq!(packets[0].len(), 56);
+        assert_eq!(packets.len(), 1 + (100 - 8_usize).div_ceil(16));
+    }
+
+    #[test]
+    fn repeat_pointers_needs_room_for_a_spare_pointer() {
+        let mut heap = heap_of(40, &[(0x1000, &[1; 10], false), (0x1001, &[2; 10], false)]);
+        heap.repeat_pointers = true;
+        // 64 bytes: P = 2, and 2 pointers + 1 > 2.
+        assert_eq!(
+            PacketGenerator::new(&heap, 1, 64).err(),
+            Some(PacketError::TooSmallToRepeatPointers)
+        );
+        let packets = all_packets(&heap, 1, 72);
+        assert_eq!(packets.len(), 2);
+        for p in &packets {
+            assert_eq!(u16::from_be_bytes([p[6], p[7]]), 6);
+        }
+    }
+
+    #[test]
+    fn padding_goes_before_item_bytes_in_a_shared_packet() {
+        // Six pointers fill a 96-byte packet, so the payload is padded to 8 * 1 + 1 = 9 bytes.
+        let bytes: Vec<[u8; 1]> = (0..6u8).map(|i| [0xa0 + i]).collect();
+        let items: Vec<(u64, &[u8], bool)> = (0..6u64)
+            .map(|i| (0x1000 + i, &bytes[i as usize][..], false))
+            .collect();
+        let packets = all_packets(&heap_of(40, &items), 1, 96);
+        assert_eq!(packets.len(), 2);
+        assert_eq!(&packets[0][16..24], &[0x80, 0, 2, 0, 0, 0, 0, 9]); // HEAP_LEN 9
+        assert_eq!(
+            &packets[0][88..],
+            &[0, 0, 0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5]
+        );
+        let null_at_6 = [0, 0, 0, 0, 0, 0, 0, 6];
+        assert_eq!(&packets[1][40..], &[&null_at_6[..], &[0]].concat()[..]);
+    }
+
+    #[test]
+    fn generators_can_move_to_a_sender_thread() {
+        fn assert_send<T: Send + 'static>() {}
+        assert_send::<PacketGenerator>();
+        assert_send::<PacketParts>();
+    }
+
+    #[test]
+    fn cnt_check_is_the_address_mask() {
+        let flavour = Flavour::with_address_bits(40, 0).unwrap();
+        assert_eq!(check_cnt(flavour, (1 << 40) - 1), Ok(()));
+        assert_eq!(check_cnt(flavour, 1 << 40), Err(PacketError::CntTooLarge));
+        assert_eq!(PacketError::CntTooLarge.errno(), Some(libc::EINVAL));
+        assert_eq!(PacketError::PacketSizeTooSmall.errno(), None);
+    }
+
+    #[test]
+    fn pointer_count_is_truncated_to_16_bits_like_spead2() {
+        let mut heap = SendHeap::new(Flavour::default());
+        for i in 0..70_000u64 {
+            heap.add_immediate(0x1000 + i, i & 0xff);
+        }
+        let packets = all_packets(&heap, 1, 1 << 20);
+        assert_eq!(packets.len(), 1);
+        // 4 framing + 70000 items + NULL = 70005 pointers; spead2 writes 70005 mod 65536.
+        assert_eq!(u16::from_be_bytes([packets[0][6], packets[0][7]]), 4469);
+        assert_eq!(packets[0].len(), 8 + 8 * 70_005 + 1);
+    }
+
+    #[test]
+    fn packets_parse_and_reassemble_the_payload() {
+        let items: Vec<(u64, Vec<u8>)> = (0..50u64)
+            .map(|i| (0x1000 + i, (0..i * 37).map(|b| (b * 3 + i) as u8).collect()))
+            .collect();
+        let mut heap = SendHeap::new(Flavour::default());
+        for (id, data) in &items {
+            heap.add_item(*id, Arc::new(data.clone()), false);
+        }
+        let expected: Vec<u8> = items.iter().flat_map(|(_, d)| d.iter().copied()).collect();
+        for size in [56, 64, 100, 1472, 9000] {
+            let mut payload = Vec::new();
+            let mut n_items = 0;
+            for packet in all_packets(&heap, 9, size) {
+                let (parsed, used) = PacketHeader::parse(&packet).unwrap();
+                assert_eq!(used, packet.len());
+                assert!(packet.len() <= size);
+                assert_eq!(parsed.heap_length, Some(expected.len() as u64));
+                assert_eq!(parsed.payload_offset, payload.len() as u64);
+                assert!(parsed.payload_length > 0);
+                n_items += parsed.n_items() - 4;
+                payload.extend_from_slice(parsed.payload);
+            }
+            assert_eq!(payload, expected, "size {size}");
+            assert_eq!(n_items, items.len(), "size {size}");
+        }
+    }
+
+    #[test]
+    fn parts_are_reused_without_reallocating() {
+        let heap = heap_of(40, &[(0x1000, &[5; 100_000], false)]);
+        let mut generator = PacketGenerator::new(&heap, 1, 1472).unwrap();
+        let mut parts = PacketParts::new();
+        assert!(generator.next_packet(&mut parts));
+        let (header_ptr, segments_ptr) = (parts.header.as_ptr(), parts.segments.as_ptr());
+        let mut count = 1;
+        while generator.next_packet(&mut parts) {
+            assert_eq!(parts.header.as_ptr(), header_ptr);
+            assert_eq!(parts.segments.as_ptr(), segments_ptr);
+            count += 1;
+        }
+        // The first packet carries one item pointer, the others only the framing ones.
+        assert_eq!(count, 1 + (100_000_usize - (1472 - 48)).div_ceil(1472 - 40));
+        assert!(generator.is_done());
+        assert!(!generator.next_packet(&mut parts));
+    }
+
+    #[test]
+    fn segments_reference_the_item_buffers() {
+        let data: Arc<Vec<u8>> = Arc::new((0..=255).collect());
+        let mut heap = SendHeap::new(Flavour::default());
+        heap.add_item(0x1000, data.clone(), false);
+        let mut generator = PacketGenerator::new(&heap, 1, 1472).unwrap();
+        let mut parts = PacketParts::new();
+        assert!(generator.next_packet(&mut parts));
+        assert_eq!(
+            parts.segments,
+            vec![Segment::Item {
+                index: 0,
+                offset: 0,
+                len: 256
+            }]
+        );
+        let slices: Vec<&[u8]> = generator.slices(&parts).collect();
+        assert_eq!(slices[1].as_ptr(), data.as_ptr());
+        let mut io = Vec::new();
+        generator.io_slices(&parts, &mut io);
+        assert_eq!(io.len(), 2);
+        assert_eq!(io[0].len(), 48);
+    }
+
+    /// Bytes whose length changes between calls: a broken `AsRef` must not cause a panic.
+    struct Shrinking(std::sync::atomic::AtomicBool);
+
+    impl AsRef<[u8]> for Shrinking {
+        fn as_ref(&self) -> &[u8] {
+            static DATA: [u8; 100] = [9; 100];
+            let first = self.0.swap(false, std::sync::atomic::Ordering::SeqCst);
+            if first {
+                &DATA
+            } else {
+                &DATA[..10]
+            }
+        }
+    }
+
+    #[test]
+    fn a_shrinking_buffer_gives_short_packets_not_panics() {
+        let mut heap = SendHeap::new(Flavour::default());
+        heap.add_item(
+            0x1000,
+            Arc::new(Shrinking(std::sync::atomic::AtomicBool::new(true))),
+            false,
+        );
+        let mut generator = PacketGenerator::new(&heap, 1, 1472).unwrap();
+        let mut out = Vec::new();
+        assert!(generator.next_packet_bytes(&mut out));
+        assert_eq!(out.len(), 48);
+    }
+
+    /// Differential check against a large random set: generate it with
+    /// `send_vectors.py --random N` and point SEND_VECTORS at the file.
+    #[test]
+    #[ignore = "needs SEND_VECTORS=<file from tests/peer/send_vectors.py --random>"]
+    fn random_single_heaps_match_spead2() {
+        let path = std::env::var("SEND_VECTORS").expect("SEND_VECTORS");
+        let text = std::fs::read_to_string(path).unwrap();
+        let cases = vectors::parse(&text);
+        let mut checked = 0;
+        for case in cases.iter().filter(|c| c.mode == "single") {
+            let got = packets_by_bytes(case).map_err(|e| e.to_string());
+            assert_eq!(got, expected(case), "case {}", case.name);
+            checked += 1;
+        }
+        assert!(checked > 0);
     }
 }
