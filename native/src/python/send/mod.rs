@@ -3,6 +3,7 @@
 pub mod config;
 pub mod heap;
 pub mod packet_generator;
+pub mod stream;
 
 use pyo3::prelude::*;
 
@@ -15,5 +16,14 @@ pub fn register(py: Python<'_>, parent: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<heap::HeapReference>()?;
     m.add_class::<heap::HeapReferenceList>()?;
     m.add_class::<packet_generator::PacketGenerator>()?;
+    m.add_class::<stream::Stream>()?;
+    m.add_class::<stream::Writer>()?;
+    m.add_class::<stream::PyBytesBuffer>()?;
+    m.add_function(wrap_pyfunction!(stream::udp_writer, &m)?)?;
+    m.add_function(wrap_pyfunction!(stream::udp_socket_writer, &m)?)?;
+    m.add_function(wrap_pyfunction!(stream::tcp_connect_writer, &m)?)?;
+    m.add_function(wrap_pyfunction!(stream::tcp_socket_writer, &m)?)?;
+    m.add_function(wrap_pyfunction!(stream::bytes_writer, &m)?)?;
+    m.add_function(wrap_pyfunction!(stream::inproc_writer, &m)?)?;
     super::add_submodule(py, parent, &m)
 }
