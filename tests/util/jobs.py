@@ -92,13 +92,31 @@ def error_of(exc: BaseException) -> dict[str, Any]:
 # ------------------------------------------------------------------------------- jobs
 
 
+_POOLS: dict[str, Any] = {}
+
+
+def thread_pool(sp: ModuleType) -> Any:
+    """One ThreadPool per spead2 module for the whole process.
+
+    Streams share it so that dropping a stream never drops (and joins) the pool: our
+    ThreadPool's last release joins its workers with the GIL held, which deadlocks if a worker
+    is still releasing a reader's Python buffer (tested on its own in
+    ``tests/recv/test_stream_behaviour.py``).
+    """
+    if sp.__name__ not in _POOLS:
+        _POOLS[sp.__name__] = sp.ThreadPool()
+    return _POOLS[sp.__name__]
+
+
 def make_stream(
     sp: ModuleType, config: dict[str, Any] | None = None, ring: dict[str, Any] | None = None
 ) -> Any:
     """A ring stream with the given StreamConfig / RingStreamConfig keyword arguments."""
     recv = importlib.import_module(sp.__name__ + ".recv")
     return recv.Stream(
-        sp.ThreadPool(), recv.StreamConfig(**(config or {})), recv.RingStreamConfig(**(ring or {}))
+        thread_pool(sp),
+        recv.StreamConfig(**(config or {})),
+        recv.RingStreamConfig(**(ring or {})),
     )
 
 

@@ -3,3 +3,6 @@
 pub mod group;
 pub mod heap;
 pub mod packet_generator;
+pub mod rate;
+pub mod stream;
+pub mod writer;

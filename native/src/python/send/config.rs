@@ -7,11 +7,12 @@ use pyo3::types::{PyDict, PyType};
 
 use crate::python::convert::unsigned_usize;
 use crate::python::recv::config::apply_kwargs;
+use crate::send::stream::StreamConfig as CoreConfig;
 
-pub const DEFAULT_MAX_PACKET_SIZE: usize = 1472;
-pub const DEFAULT_MAX_HEAPS: usize = 4;
-pub const DEFAULT_BURST_SIZE: usize = 65536;
-pub const DEFAULT_BURST_RATE_RATIO: f64 = 1.05;
+pub const DEFAULT_MAX_PACKET_SIZE: usize = CoreConfig::DEFAULT_MAX_PACKET_SIZE;
+pub const DEFAULT_MAX_HEAPS: usize = CoreConfig::DEFAULT_MAX_HEAPS;
+pub const DEFAULT_BURST_SIZE: usize = CoreConfig::DEFAULT_BURST_SIZE;
+pub const DEFAULT_BURST_RATE_RATIO: f64 = CoreConfig::DEFAULT_BURST_RATE_RATIO;
 /// `RateMethod.AUTO`.
 pub const DEFAULT_RATE_METHOD: i64 = 2;
 
@@ -139,9 +140,7 @@ impl StreamConfig {
 
     #[setter]
     fn set_rate(&mut self, value: f64) -> PyResult<()> {
-        if !(value >= 0.0) || !value.is_finite() {
-            return Err(PyValueError::new_err("rate must be non-negative"));
-        }
+        CoreConfig::check_rate(value).map_err(|e| PyValueError::new_err(e.to_string()))?;
         self.rate = value;
         Ok(())
     }
@@ -165,9 +164,7 @@ impl StreamConfig {
     #[setter]
     fn set_max_heaps(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let v = unsigned_usize(value, "max_heaps")?;
-        if v == 0 {
-            return Err(PyValueError::new_err("max_heaps must be positive"));
-        }
+        CoreConfig::check_max_heaps(v).map_err(|e| PyValueError::new_err(e.to_string()))?;
         self.max_heaps = v;
         Ok(())
     }

@@ -67,7 +67,9 @@ pub struct Writer {
 
 impl Writer {
     fn wrap(writer: impl CoreWriter + 'static) -> Writer {
-        Writer { inner: Mutex::new(Some(Box::new(writer))) }
+        Writer {
+            inner: Mutex::new(Some(Box::new(writer))),
+        }
     }
 }
 
@@ -96,7 +98,9 @@ fn resolve(host: &str, port: u16) -> PyResult<SocketAddr> {
 }
 
 fn endpoints(list: Vec<(String, u16)>) -> PyResult<Vec<SocketAddr>> {
-    list.iter().map(|(host, port)| resolve(host, *port)).collect()
+    list.iter()
+        .map(|(host, port)| resolve(host, *port))
+        .collect()
 }
 
 fn optional_address(address: &str) -> PyResult<Option<IpAddr>> {
@@ -135,24 +139,37 @@ pub fn udp_writer(
 ) -> PyResult<Writer> {
     let addrs = endpoints(endpoints_list)?;
     let mode = match mode {
-        "unicast" => UdpMode::Unicast { interface_address: optional_address(&interface_address)? },
+        "unicast" => UdpMode::Unicast {
+            interface_address: optional_address(&interface_address)?,
+        },
         "multicast" => UdpMode::Multicast { ttl },
         "multicast_v4" => {
             let iface: Ipv4Addr = interface_address
                 .parse()
                 .map_err(|_| PyValueError::new_err("interface_address must be an IPv4 address"))?;
-            UdpMode::MulticastV4 { ttl, interface_address: iface }
+            UdpMode::MulticastV4 {
+                ttl,
+                interface_address: iface,
+            }
         }
-        "multicast_v6" => UdpMode::MulticastV6 { hops: ttl, interface_index },
+        "multicast_v6" => UdpMode::MulticastV6 {
+            hops: ttl,
+            interface_index,
+        },
         other => return Err(PyValueError::new_err(format!("unknown UDP mode {other}"))),
     };
-    let writer = py.detach(|| UdpWriter::new(&addrs, buffer_size, mode)).map_err(writer_error)?;
+    let writer = py
+        .detach(|| UdpWriter::new(&addrs, buffer_size, mode))
+        .map_err(writer_error)?;
     Ok(Writer::wrap(writer))
 }
 
 /// UDP through an existing socket (duplicated).
 #[pyfunction]
-pub fn udp_socket_writer(socket: &Bound<'_, PyAny>, endpoints_list: Vec<(String, u16)>) -> PyResult<Writer> {
+pub fn udp_socket_writer(
+    socket: &Bound<'_, PyAny>,
+    endpoints_list: Vec<(String, u16)>,
+) -> PyResult<Writer> {
     let addrs = endpoints(endpoints_list)?;
     let writer = UdpWriter::from_socket(dup_fd(socket)?, &addrs).map_err(writer_error)?;
     Ok(Writer::wrap(writer))
@@ -172,7 +189,9 @@ pub fn tcp_connect_writer(
     }
     let iface = optional_address(interface_address)?;
     let endpoint = addrs[0];
-    let writer = py.detach(|| TcpWriter::connect(endpoint, buffer_size, iface)).map_err(writer_error)?;
+    let writer = py
+        .detach(|| TcpWriter::connect(endpoint, buffer_size, iface))
+        .map_err(writer_error)?;
     Ok(Writer::wrap(writer))
 }
 
@@ -193,7 +212,9 @@ pub fn bytes_writer() -> (Writer, PyBytesBuffer) {
 #[pyfunction]
 pub fn inproc_writer(queues: Vec<PyRef<'_, InprocQueue>>) -> PyResult<Writer> {
     let queues = queues.iter().map(|q| q.inner.clone()).collect();
-    Ok(Writer::wrap(InprocWriter::new(queues).map_err(writer_error)?))
+    Ok(Writer::wrap(
+        InprocWriter::new(queues).map_err(writer_error)?,
+    ))
 }
 
 fn core_config(config: &StreamConfig) -> CoreConfig {
@@ -230,13 +251,20 @@ fn group_of(py: Python<'_>, heaps: &Bound<'_, PyAny>) -> PyResult<Vec<HeapRef>> 
     let refs: Vec<Py<HeapReference>> = if let Ok(list) = heaps.cast::<HeapReferenceList>() {
         list.get().refs.iter().map(|r| r.clone_ref(py)).collect()
     } else {
-        heaps.extract().map_err(|_| PyTypeError::new_err("heaps must be a list of HeapReference"))?
+        heaps
+            .extract()
+            .map_err(|_| PyTypeError::new_err("heaps must be a list of HeapReference"))?
     };
     Ok(refs
         .iter()
         .map(|r| {
             let entry = r.borrow(py).entry(py);
-            HeapRef { heap: entry.heap, cnt: entry.cnt, substream_index: entry.substream_index, rate: entry.rate }
+            HeapRef {
+                heap: entry.heap,
+                cnt: entry.cnt,
+                substream_index: entry.substream_index,
+                rate: entry.rate,
+            }
         })
         .collect())
 }
@@ -250,7 +278,12 @@ fn mode_of(mode: &Bound<'_, PyAny>) -> PyResult<GroupMode> {
 
 fn single(heap: &Bound<'_, Heap>, cnt: i64, substream_index: usize, rate: f64) -> Vec<HeapRef> {
     let snapshot: Arc<SendHeap> = Arc::new(heap.borrow().inner.clone());
-    vec![HeapRef { heap: snapshot, cnt, substream_index, rate }]
+    vec![HeapRef {
+        heap: snapshot,
+        cnt,
+        substream_index,
+        rate,
+    }]
 }
 
 impl Stream {
@@ -271,7 +304,12 @@ impl Stream {
 #[pymethods]
 impl Stream {
     #[new]
-    fn new(py: Python<'_>, _thread_pool: PyRef<'_, ThreadPool>, writer: PyRef<'_, Writer>, config: PyRef<'_, StreamConfig>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        _thread_pool: PyRef<'_, ThreadPool>,
+        writer: PyRef<'_, Writer>,
+        config: PyRef<'_, StreamConfig>,
+    ) -> PyResult<Self> {
         let writer = writer
             .inner
             .lock()
@@ -279,33 +317,68 @@ impl Stream {
             .take()
             .ok_or_else(|| PyRuntimeError::new_err("writer already used"))?;
         let config = core_config(&config);
-        let inner = py.detach(|| CoreStream::new(config, writer)).map_err(stream_error)?;
-        Ok(Stream { inner: Arc::new(inner) })
+        let inner = py
+            .detach(|| CoreStream::new(config, writer))
+            .map_err(stream_error)?;
+        Ok(Stream {
+            inner: Arc::new(inner),
+        })
     }
 
     /// Sends one heap and waits; returns the bytes sent.
     #[pyo3(signature = (heap, cnt = -1, substream_index = 0, rate = -1.0))]
-    fn send_heap(&self, py: Python<'_>, heap: &Bound<'_, Heap>, cnt: i64, substream_index: usize, rate: f64) -> PyResult<u64> {
-        self.send_blocking(py, single(heap, cnt, substream_index, rate), GroupMode::Serial)
+    fn send_heap(
+        &self,
+        py: Python<'_>,
+        heap: &Bound<'_, Heap>,
+        cnt: i64,
+        substream_index: usize,
+        rate: f64,
+    ) -> PyResult<u64> {
+        self.send_blocking(
+            py,
+            single(heap, cnt, substream_index, rate),
+            GroupMode::Serial,
+        )
     }
 
     /// Sends a group of heaps (all or nothing) and waits; returns the bytes sent.
-    fn send_heaps(&self, py: Python<'_>, heaps: &Bound<'_, PyAny>, mode: &Bound<'_, PyAny>) -> PyResult<u64> {
+    fn send_heaps(
+        &self,
+        py: Python<'_>,
+        heaps: &Bound<'_, PyAny>,
+        mode: &Bound<'_, PyAny>,
+    ) -> PyResult<u64> {
         let group = group_of(py, heaps)?;
         self.send_blocking(py, group, mode_of(mode)?)
     }
 
     /// Queues a group for the asyncio wrappers; returns its completion id.
-    fn _send_heaps_async(&self, py: Python<'_>, heaps: &Bound<'_, PyAny>, mode: &Bound<'_, PyAny>) -> PyResult<u64> {
+    fn _send_heaps_async(
+        &self,
+        py: Python<'_>,
+        heaps: &Bound<'_, PyAny>,
+        mode: &Bound<'_, PyAny>,
+    ) -> PyResult<u64> {
         let group = group_of(py, heaps)?;
-        self.inner.send_heaps_async(&group, mode_of(mode)?).map_err(send_error)
+        self.inner
+            .send_heaps_async(&group, mode_of(mode)?)
+            .map_err(send_error)
     }
 
     /// Queues one heap for the asyncio wrappers; returns its completion id.
     #[pyo3(signature = (heap, cnt = -1, substream_index = 0, rate = -1.0))]
-    fn _send_heap_async(&self, heap: &Bound<'_, Heap>, cnt: i64, substream_index: usize, rate: f64) -> PyResult<u64> {
+    fn _send_heap_async(
+        &self,
+        heap: &Bound<'_, Heap>,
+        cnt: i64,
+        substream_index: usize,
+        rate: f64,
+    ) -> PyResult<u64> {
         let group = single(heap, cnt, substream_index, rate);
-        self.inner.send_heaps_async(&group, GroupMode::Serial).map_err(send_error)
+        self.inner
+            .send_heaps_async(&group, GroupMode::Serial)
+            .map_err(send_error)
     }
 
     /// Finished asynchronous groups: (id, bytes sent or the exception to raise).
@@ -335,7 +408,9 @@ impl Stream {
 
     /// Automatic heap cnts continue from `next` in steps of `step`.
     fn set_cnt_sequence(&self, next: u64, step: u64) -> PyResult<()> {
-        self.inner.set_cnt_sequence(next, step).map_err(|e| PyValueError::new_err(e.to_string()))
+        self.inner
+            .set_cnt_sequence(next, step)
+            .map_err(|e| PyValueError::new_err(e.to_string()))
     }
 
     #[getter]
