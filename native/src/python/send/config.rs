@@ -176,11 +176,8 @@ impl StreamConfig {
 
     #[setter]
     fn set_burst_rate_ratio(&mut self, value: f64) -> PyResult<()> {
-        if !(value >= 1.0) || !value.is_finite() {
-            return Err(PyValueError::new_err(
-                "burst rate ratio must be at least 1.0 and finite",
-            ));
-        }
+        CoreConfig::check_burst_rate_ratio(value)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
         self.burst_rate_ratio = value;
         Ok(())
     }
