@@ -3,12 +3,14 @@
 The peer sends the ``full`` catalogue to one recorder port and, at the same time, the ``small``
 catalogue to another (a decoy flow), so the two interleave. The recorded datagrams become
 IPv4/UDP frames (Ethernet, or Linux SLL as ``tcpdump -i any`` writes). The capture also holds
-frames the reader must never use, even though ``udp and dst port N`` matches them or no filter
-is given: the decoy flow repeated over IPv6 to the main port (the real spead2 reads IPv4 only)
-and TCP segments to the main port.
+frames that ``udp and dst port <main>`` must not select: the decoy flow repeated over IPv6 to a
+third port, and TCP segments to the main port.
 
-Every expectation is checked against the real spead2 reading the same file
-(``test_peer_*``), then against ours.
+Our reader deliberately reads IPv6 as well as IPv4 (a documented superset: the real spead2
+4.5.1 reads IPv4 only and rejects ``ip6`` filters), so no expectation here relies on IPv6 frames
+being ignored. Where the peer can read a capture, ours must produce exactly what the peer does
+(``test_peer_*`` validate those expectations against the real spead2 first). IPv6 reception is
+checked against the same catalogue and against the peer's reading of the same payloads over IPv4.
 """
 
 from __future__ import annotations
@@ -33,11 +35,16 @@ DECOY_RATE = 2e6
 """Bytes/s; the small decoy flow is slow so that it interleaves with the whole main flow."""
 PEER_TIMEOUT = 60.0
 V6_SRC = ("::1", 40000)
+V6_DST = "::1"
 TCP_SRC = ("127.0.0.1", 40001)
 VARIANTS = ("pcap", "pcap-nsec-be", "pcapng", "pcap-sll")
-REJECTED_FILTERS = ("udp and and", "bogus", "udp port 99999999", "tcp", "not udp", "ip6 and udp")
+V6_VARIANTS = ("pcap", "pcapng", "pcap-sll")
+IP6_FILTER = "ip6 and udp"
+REJECTED_FILTERS = ("udp and and", "bogus", "udp port 99999999", "tcp", "not udp", IP6_FILTER)
 """The real spead2 raises RuntimeError for these when the reader is added: libpcap cannot
 compile the first three, and the rest reject every packet (spead2 reads only UDP over IPv4)."""
+OURS_REJECTED_FILTERS = tuple(f for f in REJECTED_FILTERS if f != IP6_FILTER)
+"""Ours rejects the same, except ``ip6`` filters: it reads UDP over IPv6 too."""
 OUTSIDE_COMMON_SUBSET = ("ether host 01:02:03:04:05:06", "len > 5")
 """Valid libpcap filters beyond ``udp``/``ip``/port/host terms."""
 
@@ -50,14 +57,24 @@ def spead2() -> ModuleType:
 
 @dataclass(frozen=True)
 class Capture:
-    """Capture files of one recording, and the ports the two flows went to."""
+    """Capture files of one recording, and the ports the flows went to."""
 
     bits: int
     main_port: int
     decoy_port: int
+    v6_port: int
+    """Where the IPv6 copy of the decoy flow goes (no IPv4 frame uses this port)."""
     files: dict[str, Path]
+    """Per variant: IPv4 main and decoy flows, IPv6 decoys to ``v6_port``, TCP decoys."""
     clean: Path
-    """Main flow plus IPv6 and TCP decoys only: right even with an empty filter."""
+    """Main flow (IPv4) plus TCP decoys only: right for both readers even without a filter."""
+    v6_main: dict[str, Path]
+    """Per variant: as ``files``, but the main flow travels over IPv6 (same payloads, order)."""
+    v6_clean: Path
+    """Main flow over IPv6 plus TCP decoys only."""
+    same_port: Path
+    """IPv4 main flow, and the decoy flow over IPv6 to the *main* port: only ``ip``/``ip6``
+    qualifiers tell them apart."""
 
 
 def _record(peer: Peer, bits: int) -> tuple[list[pcapgen.Datagram], int, int]:
@@ -76,18 +93,36 @@ def _record(peer: Peer, bits: int) -> tuple[list[pcapgen.Datagram], int, int]:
     return datagrams, main_port, decoy_port
 
 
+def _to_ipv6(d: pcapgen.Datagram, port: int | None = None) -> pcapgen.Datagram:
+    """The same payload over IPv6 loopback (to ``port`` if given)."""
+    return pcapgen.Datagram(
+        V6_SRC, (V6_DST, d.dst[1] if port is None else port), d.payload, d.timestamp
+    )
+
+
 def _decoys(
-    datagrams: list[pcapgen.Datagram], main_port: int, linktype: int
+    datagrams: list[pcapgen.Datagram], v6_port: int, tcp_port: int, linktype: int
 ) -> list[pcapgen.Frame]:
-    """IPv6 and TCP copies of the decoy flow, addressed to the main port."""
+    """An IPv6 copy of the decoy flow to ``v6_port``, and TCP copies of some of it to
+    ``tcp_port``."""
     frames = []
     for i, d in enumerate(datagrams):
-        v6 = pcapgen.Datagram(V6_SRC, ("::1", main_port), d.payload, d.timestamp)
-        frames.append(pcapgen.udp_frame(v6, linktype=linktype))
+        frames.append(pcapgen.udp_frame(_to_ipv6(d, v6_port), linktype=linktype))
         if i % 3 == 0:
-            dst = ("127.0.0.1", main_port)
+            dst = ("127.0.0.1", tcp_port)
             frames.append(pcapgen.tcp_frame(TCP_SRC, dst, d.payload, d.timestamp, linktype))
     return frames
+
+
+def _tcp_decoys(
+    datagrams: list[pcapgen.Datagram], tcp_port: int, linktype: int
+) -> list[pcapgen.Frame]:
+    dst = ("127.0.0.1", tcp_port)
+    return [
+        pcapgen.tcp_frame(TCP_SRC, dst, d.payload, d.timestamp, linktype)
+        for i, d in enumerate(datagrams)
+        if i % 3 == 0
+    ]
 
 
 def _interleave(a: list[pcapgen.Frame], b: list[pcapgen.Frame]) -> list[pcapgen.Frame]:
@@ -98,31 +133,63 @@ def _interleave(a: list[pcapgen.Frame], b: list[pcapgen.Frame]) -> list[pcapgen.
     return merged
 
 
+def _frames(datagrams: list[pcapgen.Datagram], linktype: int) -> list[pcapgen.Frame]:
+    """Frames for datagrams of either IP version, in order."""
+    return [pcapgen.udp_frame(d, ident=i, linktype=linktype) for i, d in enumerate(datagrams)]
+
+
+def _write(directory: Path, stem: str, variant: str, frames: list[pcapgen.Frame]) -> Path:
+    if variant == "pcap":
+        return pcapgen.write_pcap(directory / f"{stem}.pcap", frames)
+    if variant == "pcap-nsec-be":
+        return pcapgen.write_pcap(
+            directory / f"{stem}-nsec-be.pcap", frames, nanosecond=True, big_endian=True
+        )
+    if variant == "pcapng":
+        return pcapgen.write_pcapng(directory / f"{stem}.pcapng", frames)
+    sll = pcapgen.LINKTYPE_LINUX_SLL
+    return pcapgen.write_pcap(directory / f"{stem}-sll.pcap", frames, linktype=sll)
+
+
+def _linktype(variant: str) -> int:
+    return pcapgen.LINKTYPE_LINUX_SLL if variant == "pcap-sll" else pcapgen.LINKTYPE_ETHERNET
+
+
 def _build_capture(peer: Peer, bits: int, directory: Path) -> Capture:
     datagrams, main_port, decoy_port = _record(peer, bits)
+    v6_port = max(main_port, decoy_port) + 1
     main = [d for d in datagrams if d.dst[1] == main_port]
     decoy = [d for d in datagrams if d.dst[1] == decoy_port]
     assert main and decoy, "the recorder caught nothing"
+    # Arrival order (flows interleaved); in the v6 variant the main flow's datagrams are IPv6.
+    v6_mixed = [_to_ipv6(d) if d.dst[1] == main_port else d for d in datagrams]
 
-    def frames(recorded: list[pcapgen.Datagram], linktype: int) -> list[pcapgen.Frame]:
-        ipv4 = pcapgen.frames_from_datagrams(recorded, linktype)
-        return _interleave(ipv4, _decoys(decoy, main_port, linktype))
+    def frames(recorded: list[pcapgen.Datagram], variant: str) -> list[pcapgen.Frame]:
+        linktype = _linktype(variant)
+        decoys = _decoys(decoy, v6_port, main_port, linktype)
+        return _interleave(_frames(recorded, linktype), decoys)
 
-    ether = frames(datagrams, pcapgen.LINKTYPE_ETHERNET)  # arrival order: flows interleaved
-    sll = pcapgen.LINKTYPE_LINUX_SLL
-    files = {
-        "pcap": pcapgen.write_pcap(directory / f"{bits}.pcap", ether),
-        "pcap-nsec-be": pcapgen.write_pcap(
-            directory / f"{bits}-nsec-be.pcap", ether, nanosecond=True, big_endian=True
-        ),
-        "pcapng": pcapgen.write_pcapng(directory / f"{bits}.pcapng", ether),
-        "pcap-sll": pcapgen.write_pcap(
-            directory / f"{bits}-sll.pcap", frames(datagrams, sll), linktype=sll
-        ),
-    }
-    clean_frames = frames(main, pcapgen.LINKTYPE_ETHERNET)
-    clean = pcapgen.write_pcapng(directory / f"{bits}-clean.pcapng", clean_frames)
-    return Capture(bits, main_port, decoy_port, files, clean)
+    ether = pcapgen.LINKTYPE_ETHERNET
+    files = {v: _write(directory, f"{bits}", v, frames(datagrams, v)) for v in VARIANTS}
+    v6_main = {v: _write(directory, f"{bits}-v6", v, frames(v6_mixed, v)) for v in V6_VARIANTS}
+    clean = _interleave(_frames(main, ether), _tcp_decoys(decoy, main_port, ether))
+    v6_clean = _interleave(
+        _frames([_to_ipv6(d) for d in main], ether), _tcp_decoys(decoy, main_port, ether)
+    )
+    same_port = _interleave(
+        _frames(main, ether), _frames([_to_ipv6(d, main_port) for d in decoy], ether)
+    )
+    return Capture(
+        bits,
+        main_port,
+        decoy_port,
+        v6_port,
+        files,
+        pcapgen.write_pcapng(directory / f"{bits}-clean.pcapng", clean),
+        v6_main,
+        pcapgen.write_pcapng(directory / f"{bits}-v6-clean.pcapng", v6_clean),
+        pcapgen.write_pcapng(directory / f"{bits}-same-port.pcapng", same_port),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +217,7 @@ def read_ours(spead2: ModuleType, catalogue: ModuleType, path: Path, pcap_filter
 def assert_same_as_peer(
     catalogue: ModuleType, received: Any, peer_received: Any, name: str, bits: int
 ) -> None:
+    """Values equal the catalogue; stats equal the peer's reading of the same payloads."""
     problems = catalogue.check_received(catalogue.build(name, bits), received)
     assert not problems, "\n".join(problems)
     for stat in ("heaps", "packets", "incomplete_heaps_evicted", "incomplete_heaps_flushed"):
@@ -174,7 +242,7 @@ def test_peer_reads_capture(
     cap = captures[bits]
     received = peer_reference.receive_file("pcap", cap.files[variant], dst_filter(cap.main_port))
     assert not catalogue.check_received(catalogue.build("full", bits), received)
-    # IPv6 and TCP frames to the same port are not packets: the count equals the byte stream's
+    # TCP frames to the same port are not packets: the count equals the byte stream's
     assert received.stats["packets"] == peer_reference.received("full", bits).stats["packets"]
 
 
@@ -187,6 +255,20 @@ def test_peer_reads_decoy_flow_and_clean_capture(
     assert not catalogue.check_received(catalogue.build("small", bits), decoy)
     clean = peer_reference.receive_file("pcap", cap.clean, "")
     assert not catalogue.check_received(catalogue.build("full", bits), clean)
+
+
+def test_peer_ignores_ipv6_frames(
+    captures: dict[int, Capture], peer_reference: PeerReference, catalogue: ModuleType
+) -> None:
+    """The real spead2 skips IPv6 frames: in the same-port capture it sees only the IPv4 flow,
+    and in a capture whose main flow is IPv6 it finds nothing for the main port."""
+    cap = captures[48]
+    port_filter = dst_filter(cap.main_port)
+    same_port = peer_reference.receive_file("pcap", cap.same_port, port_filter)
+    assert not catalogue.check_received(catalogue.build("full", 48), same_port)
+    error, v6 = peer_reference.pcap_outcome(cap.v6_main["pcap"], port_filter)
+    assert error is None
+    assert v6.heaps == [] and v6.stats["packets"] == 0
 
 
 @pytest.mark.parametrize("bad_filter", REJECTED_FILTERS)
@@ -207,7 +289,7 @@ def test_peer_rejects_missing_and_garbage_files(
 
 
 # ---------------------------------------------------------------------------------------------
-# Ours reading the same captures (fail until the native core is built).
+# Ours reading the same captures: IPv4 results equal the peer's.
 
 
 @pytest.mark.parametrize("bits", FLAVOURS)
@@ -243,7 +325,7 @@ def test_pcap_decoy_flow(
     assert_same_as_peer(catalogue, received, peer_received, "small", bits)
 
 
-def test_pcap_without_filter_ignores_ipv6_and_tcp(
+def test_pcap_without_filter_ignores_tcp(
     spead2: ModuleType,
     captures: dict[int, Capture],
     peer_reference: PeerReference,
@@ -255,7 +337,98 @@ def test_pcap_without_filter_ignores_ipv6_and_tcp(
     assert_same_as_peer(catalogue, received, peer_received, "full", 48)
 
 
-@pytest.mark.parametrize("bad_filter", REJECTED_FILTERS)
+@pytest.mark.parametrize("bits", FLAVOURS)
+def test_pcap_ip_filter_skips_ipv6_on_same_port(
+    spead2: ModuleType,
+    captures: dict[int, Capture],
+    peer_reference: PeerReference,
+    catalogue: ModuleType,
+    bits: int,
+) -> None:
+    """``ip and ...`` selects the IPv4 flow only, exactly as the peer reads it."""
+    cap = captures[bits]
+    pcap_filter = f"ip and {dst_filter(cap.main_port)}"
+    received = read_ours(spead2, catalogue, cap.same_port, pcap_filter)
+    peer_received = peer_reference.receive_file("pcap", cap.same_port, pcap_filter)
+    assert_same_as_peer(catalogue, received, peer_received, "full", bits)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ours reading IPv6 (beyond spead2): compared with the catalogue, and with the peer's reading
+# of the identical payloads over IPv4.
+
+
+@pytest.mark.parametrize("bits", FLAVOURS)
+@pytest.mark.parametrize("variant", V6_VARIANTS)
+@pytest.mark.parametrize("qualifier", ["", "ip6 and "])
+def test_pcap_ipv6_main_flow(
+    spead2: ModuleType,
+    captures: dict[int, Capture],
+    peer_reference: PeerReference,
+    catalogue: ModuleType,
+    variant: str,
+    bits: int,
+    qualifier: str,
+) -> None:
+    cap = captures[bits]
+    pcap_filter = qualifier + dst_filter(cap.main_port)
+    received = read_ours(spead2, catalogue, cap.v6_main[variant], pcap_filter)
+    # the same payloads in the same order, over IPv4 (the peer reads those)
+    ipv4 = peer_reference.receive_file("pcap", cap.files[variant], dst_filter(cap.main_port))
+    assert_same_as_peer(catalogue, received, ipv4, "full", bits)
+
+
+@pytest.mark.parametrize("bits", FLAVOURS)
+def test_pcap_ipv6_decoy_flow(
+    spead2: ModuleType,
+    captures: dict[int, Capture],
+    peer_reference: PeerReference,
+    catalogue: ModuleType,
+    bits: int,
+) -> None:
+    """The IPv6 copy of the decoy flow, picked out by ``ip6`` and its own port."""
+    cap = captures[bits]
+    received = read_ours(
+        spead2, catalogue, cap.files["pcapng"], f"{IP6_FILTER} and dst port {cap.v6_port}"
+    )
+    ipv4 = peer_reference.receive_file("pcap", cap.files["pcapng"], dst_filter(cap.decoy_port))
+    assert_same_as_peer(catalogue, received, ipv4, "small", bits)
+
+
+def test_pcap_ip6_filter_on_same_port(
+    spead2: ModuleType,
+    captures: dict[int, Capture],
+    peer_reference: PeerReference,
+    catalogue: ModuleType,
+) -> None:
+    """Where both flows share a port, ``ip6`` selects the IPv6 one only."""
+    cap = captures[48]
+    pcap_filter = f"ip6 and {dst_filter(cap.main_port)}"
+    received = read_ours(spead2, catalogue, cap.same_port, pcap_filter)
+    ipv4 = peer_reference.receive_file("pcap", cap.files["pcap"], dst_filter(cap.decoy_port))
+    assert_same_as_peer(catalogue, received, ipv4, "small", 48)
+
+
+def test_pcap_without_filter_reads_ipv6(
+    spead2: ModuleType,
+    captures: dict[int, Capture],
+    peer_reference: PeerReference,
+    catalogue: ModuleType,
+) -> None:
+    cap = captures[48]
+    received = read_ours(spead2, catalogue, cap.v6_clean, "")
+    ipv4 = peer_reference.receive_file("pcap", cap.clean, "")
+    assert_same_as_peer(catalogue, received, ipv4, "full", 48)
+
+
+def test_pcap_ip6_filter_accepted(spead2: ModuleType, captures: dict[int, Capture]) -> None:
+    """``ip6 and udp`` (refused by spead2, which has no IPv6) is a valid filter for ours."""
+    stream = spead2.recv.Stream(spead2.ThreadPool(), spead2.recv.StreamConfig())
+    stream.add_udp_pcap_file_reader(str(captures[40].files["pcap"]), filter=IP6_FILTER)
+    stream.stop()
+
+
+@pytest.mark.parametrize("bad_filter", OURS_REJECTED_FILTERS)
 def test_pcap_bad_filter_raises(
     spead2: ModuleType, captures: dict[int, Capture], bad_filter: str
 ) -> None:

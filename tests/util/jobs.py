@@ -12,8 +12,11 @@ The module imports only the standard library at top level: it must load in the p
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import pickle
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -120,13 +123,19 @@ def make_stream(
     )
 
 
-def drain(stream: Any) -> list[dict[str, Any]]:
-    """Every heap until the stream ends, described; a watchdog stops a stream that hangs."""
+def drain(stream: Any, limit: int | None = None) -> list[dict[str, Any]]:
+    """Every heap until the stream ends (or ``limit`` heaps), described; a watchdog stops a
+    stream that hangs."""
     timer = threading.Timer(WATCHDOG, stream.stop)
     timer.daemon = True
     timer.start()
+    out: list[dict[str, Any]] = []
     try:
-        return [describe_heap(heap) for heap in stream]
+        for heap in stream:
+            out.append(describe_heap(heap))
+            if len(out) == limit:
+                break
+        return out
     finally:
         timer.cancel()
 
@@ -155,16 +164,90 @@ def receive_packets(
     return {"heaps": heaps, "stats": stats_dict(stream.stats)}
 
 
+def receive_tcp(
+    sp: ModuleType,
+    chunks: Sequence[bytes],
+    config: dict[str, Any] | None = None,
+    ring: dict[str, Any] | None = None,
+    max_size: int | None = None,
+    reset_after: int | None = None,
+) -> dict[str, Any]:
+    """Send ``chunks`` over one loopback TCP connection to a stream's TCP reader and receive.
+
+    Normally the connection is then closed and the stream read to its end. With
+    ``reset_after=n``, ``n`` heaps are read first, then the connection is reset (RST) and the
+    stream stopped: what happens after a reset differs (spead2 4.5.1 never ends the stream), so
+    only what arrived before it is compared.
+    """
+    stream = make_stream(sp, config, ring)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as acceptor:
+        acceptor.bind(("127.0.0.1", 0))
+        acceptor.listen(1)
+        port = acceptor.getsockname()[1]
+        if max_size is None:
+            stream.add_tcp_reader(acceptor)
+        else:
+            stream.add_tcp_reader(acceptor, max_size=max_size)
+    heaps: list[dict[str, Any]] = []
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        for chunk in chunks:
+            client.sendall(chunk)
+        if reset_after is not None:
+            heaps = drain(stream, reset_after)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    if reset_after is not None:
+        stream.stop()
+    heaps += drain(stream)
+    stream.stop()
+    return {"heaps": heaps, "stats": stats_dict(stream.stats)}
+
+
+def receive_udp(
+    sp: ModuleType,
+    datagrams: Sequence[bytes],
+    config: dict[str, Any] | None = None,
+    ring: dict[str, Any] | None = None,
+    max_size: int | None = None,
+) -> dict[str, Any]:
+    """Send ``datagrams`` over loopback UDP to a stream's UDP reader and receive them; the
+    last datagram must end the stream (a stop heap)."""
+    stream = make_stream(sp, config, ring)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        if max_size is None:
+            stream.add_udp_reader(sock)
+        else:
+            stream.add_udp_reader(sock, max_size=max_size)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        for datagram in datagrams:
+            sender.sendto(datagram, ("127.0.0.1", port))
+    heaps = drain(stream)
+    stream.stop()
+    return {"heaps": heaps, "stats": stats_dict(stream.stats)}
+
+
+def plain(value: Any) -> dict[str, Any]:
+    """A value as comparable plain data: builtins as themselves, other objects by type name
+    (their repr may hold an address)."""
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return {"value": value}
+    if isinstance(value, (list, tuple)):
+        return {"sequence": [plain(v) for v in value]}
+    return {"type": type(value).__name__}
+
+
 def evaluate(sp: ModuleType, expressions: Sequence[str]) -> list[Any]:
     """Evaluate Python expressions with ``sp``, ``recv`` and ``send`` bound; each result is
-    ``repr`` of its value or the exception it raised (``error_of``)."""
+    its value (see :func:`plain`) or the exception it raised (``error_of``)."""
     recv = importlib.import_module(sp.__name__ + ".recv")
     send = importlib.import_module(sp.__name__ + ".send")
     names = {"sp": sp, "recv": recv, "send": send}
     out: list[Any] = []
     for expr in expressions:
         try:
-            out.append({"value": repr(eval(expr, dict(names)))})
+            out.append(plain(eval(expr, dict(names))))
         except Exception as exc:  # noqa: BLE001 - the exception is the result
             out.append(error_of(exc))
     return out
@@ -181,16 +264,27 @@ def execute(sp: ModuleType, source: str) -> Any:
 
 JOBS: dict[str, Callable[..., Any]] = {
     "receive_packets": receive_packets,
+    "receive_tcp": receive_tcp,
+    "receive_udp": receive_udp,
     "evaluate": evaluate,
     "execute": execute,
 }
+
+
+def job_function(name: str) -> Callable[..., Any]:
+    """A job by name: one of :data:`JOBS`, or ``"<module>:<function>"`` for a function of a
+    module of ``tests/util`` (such as ``recv_scenarios``)."""
+    if ":" not in name:
+        return JOBS[name]
+    module, function = name.split(":", 1)
+    return getattr(importlib.import_module(f"util.{module}"), function)  # type: ignore[no-any-return]
 
 
 def run_job(sp: ModuleType, job: Job) -> Any:
     """One job with the given spead2 module; an exception is the result."""
     name, kwargs = job
     try:
-        return JOBS[name](sp, **kwargs)
+        return job_function(name)(sp, **kwargs)
     except Exception as exc:  # noqa: BLE001 - the exception is the result
         return error_of(exc)
 
@@ -204,25 +298,55 @@ def run_ours(job: Job) -> Any:
 
 
 def run_peer(python: Path, jobs: Iterable[Job], timeout: float = 120.0) -> list[Any]:
-    """Jobs with the real spead2, in one subprocess of the peer interpreter ``python``."""
+    """Jobs with the real spead2, in subprocesses of the peer interpreter ``python``.
+
+    Results stream back one pickle per job. If the peer crashes (spead2 4.5.1 segfaults on
+    some invalid arguments), that job's result is ``{"error": "PeerCrash", ...}`` and the
+    remaining jobs run in a fresh subprocess.
+    """
     from .peer import peer_env  # only the pytest side needs it
 
-    proc = subprocess.run(
-        [str(python), str(Path(__file__).resolve())],
-        input=pickle.dumps(list(jobs)),
-        capture_output=True,
-        timeout=timeout,
-        env=peer_env(),
-        cwd=Path(__file__).resolve().parent,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"peer jobs failed ({proc.returncode}):\n{proc.stderr.decode()}")
-    return list(pickle.loads(proc.stdout))
+    pending = list(jobs)
+    results: list[Any] = []
+    while pending:
+        proc = subprocess.run(
+            [str(python), str(Path(__file__).resolve())],
+            input=pickle.dumps(pending),
+            capture_output=True,
+            timeout=timeout,
+            env=peer_env(),
+            cwd=Path(__file__).resolve().parent,
+            check=False,
+        )
+        done = _unpickle_all(proc.stdout)
+        results += done
+        pending = pending[len(done) :]
+        if proc.returncode == 0 and not pending:
+            break
+        if proc.returncode >= 0 or not pending:
+            raise RuntimeError(f"peer jobs failed ({proc.returncode}):\n{proc.stderr.decode()}")
+        message = f"the peer died with signal {-proc.returncode} running {pending[0][0]}"
+        results.append({"error": "PeerCrash", "message": message})
+        pending = pending[1:]
+    return results
+
+
+def _unpickle_all(data: bytes) -> list[Any]:
+    """Every complete pickle in ``data``, in order (a crash may cut the last one short)."""
+    stream = io.BytesIO(data)
+    out = []
+    while stream.tell() < len(data):
+        try:
+            out.append(pickle.load(stream))
+        except (EOFError, pickle.UnpicklingError):
+            break
+    return out
 
 
 def _peer_main() -> None:
-    """Run pickled jobs from stdin with the real spead2; pickle the results to stdout."""
+    """Run pickled jobs from stdin with the real spead2; pickle each result to stdout as soon
+    as it is known."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for util.<module> jobs
     import spead2
     import spead2.recv
     import spead2.send
@@ -230,10 +354,10 @@ def _peer_main() -> None:
     location = Path(spead2.__file__).resolve()
     if spead2.__version__ != PEER_EXPECTED_VERSION or location.is_relative_to(REPO_ROOT / "spead2"):
         raise SystemExit(f"not the real spead2 {PEER_EXPECTED_VERSION}: {location}")
-    jobs = pickle.loads(sys.stdin.buffer.read())
-    results = [run_job(spead2, job) for job in jobs]
-    sys.stdout.buffer.write(pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL))
-    sys.stdout.flush()
+    for job in pickle.loads(sys.stdin.buffer.read()):
+        result = run_job(spead2, job)
+        sys.stdout.buffer.write(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+        sys.stdout.flush()
     sys.stderr.flush()
     # spead2 4.5.1 can crash during interpreter finalisation when its log thread still has
     # records to deliver (seen after out-of-order packets); the results are complete here.

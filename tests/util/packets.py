@@ -179,3 +179,33 @@ def simple_heap(cnt: int, size: int, bits: int = DEFAULT_BITS, *, chunk: int = 1
     0x1001 holding ``cnt``: easy to recognise after reception."""
     items = [Item(0x1000, value_bytes(cnt, size)), Item(0x1001, cnt)]
     return heap_packets(cnt, items, bits, chunk=chunk)
+
+
+def packet_length(data: bytes, start: int = 0) -> int:
+    """Length of the well-formed packet at ``data[start:]``, from its header and its
+    PAYLOAD_LENGTH immediate; raises ValueError if there is no such packet."""
+    if len(data) - start < 8 or data[start] != MAGIC or data[start + 1] != VERSION:
+        raise ValueError(f"no SPEAD header at offset {start}")
+    bits = data[start + 3] * 8
+    n_items = int.from_bytes(data[start + 6 : start + 8], "big")
+    end = start + 8 + 8 * n_items
+    if end > len(data):
+        raise ValueError(f"truncated item pointers at offset {start}")
+    words = struct.unpack(f">{n_items}Q", data[start + 8 : end])
+    for word in words:
+        item_id = (word >> bits) & ((1 << (63 - bits)) - 1)
+        if word >> 63 and item_id == PAYLOAD_LENGTH_ID:
+            return 8 + 8 * n_items + (word & ((1 << bits) - 1))
+    raise ValueError(f"no PAYLOAD_LENGTH in the packet at offset {start}")
+
+
+def split_packets(data: bytes) -> list[bytes]:
+    """Cut a byte stream of back-to-back packets (such as ``BytesStream.getvalue()``) into
+    its packets."""
+    out = []
+    offset = 0
+    while offset < len(data):
+        length = packet_length(data, offset)
+        out.append(data[offset : offset + length])
+        offset += length
+    return out

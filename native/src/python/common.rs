@@ -7,6 +7,7 @@ use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
 
 use crate::protocol::{ids, Flavour as CoreFlavour};
+use crate::python::detached::Detached;
 use crate::thread_pool::{self, ThreadPool as CoreThreadPool};
 
 create_exception!(
@@ -100,18 +101,7 @@ impl Flavour {
 /// `spead2.ThreadPool(threads=1, affinity=None)`.
 #[pyclass(module = "spead2._spead2", name = "ThreadPool", frozen)]
 pub struct ThreadPool {
-    pub inner: Arc<CoreThreadPool>,
-}
-
-impl Drop for ThreadPool {
-    /// Joining workers may wait for one that needs the GIL: join with it released. Streams
-    /// share the pool, so it only stops when this is the last user.
-    fn drop(&mut self) {
-        if Arc::strong_count(&self.inner) == 1 {
-            let inner = self.inner.clone();
-            Python::attach(|py| py.detach(move || inner.stop()));
-        }
-    }
+    pub inner: Detached<Arc<CoreThreadPool>>,
 }
 
 #[pymethods]
@@ -126,12 +116,14 @@ impl ThreadPool {
         let inner = py
             .detach(|| CoreThreadPool::new(threads as usize, &affinity))
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        Ok(ThreadPool { inner })
+        Ok(ThreadPool {
+            inner: Detached::new(inner),
+        })
     }
 
     /// Stops the worker threads; streams using the pool stop receiving.
     fn stop(&self, py: Python<'_>) {
-        let inner = self.inner.clone();
+        let inner = Arc::clone(&self.inner);
         py.detach(move || inner.stop());
     }
 

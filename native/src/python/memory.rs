@@ -119,7 +119,9 @@ impl MemoryPool {
         let spawner: Option<Arc<dyn Spawner>> = if first_is_pool {
             let tp =
                 get(0)?.ok_or_else(|| PyTypeError::new_err("MemoryPool(): missing thread_pool"))?;
-            Some(tp.cast::<ThreadPool>()?.get().inner.clone())
+            let pool: Arc<crate::thread_pool::ThreadPool> =
+                Arc::clone(&tp.cast::<ThreadPool>()?.get().inner);
+            Some(pool)
         } else {
             None
         };

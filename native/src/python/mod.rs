@@ -4,6 +4,7 @@ mod buffer;
 mod common;
 mod convert;
 mod descriptor;
+mod detached;
 mod inproc;
 mod logging;
 mod memory;

@@ -18,12 +18,17 @@ use super::stats::{index, DropCounts, DropReason, Stats};
 use crate::protocol::PacketHeader;
 use crate::thread_pool::{Reader, ReaderHandle, ThreadPool};
 
-/// Mutable state behind the stream lock: touched once per batch, not per packet.
+/// Mutable state behind the stream lock, held for a whole batch.
 struct Core {
     assembler: Assembler,
+    stopped: bool,
+}
+
+/// Totals, behind their own short-lived lock: a batch blocked on a full ring holds the stream
+/// lock, and reading statistics must not wait for it (its counts appear when it ends).
+struct Totals {
     stats: Stats,
     drops: DropCounts,
-    stopped: bool,
 }
 
 #[derive(Default)]
@@ -48,6 +53,7 @@ pub struct StreamShared {
     ring_config: RingConfig,
     ring: Ringbuffer<ReceivedHeap>,
     core: Mutex<Core>,
+    totals: Mutex<Totals>,
     readers: Mutex<Readers>,
     pool: Arc<ThreadPool>,
     /// Set as soon as stopping begins, so readers can give up without the lock.
@@ -71,9 +77,11 @@ impl Stream {
             ring: Ringbuffer::new(ring_config.heaps)?,
             core: Mutex::new(Core {
                 assembler,
+                stopped: false,
+            }),
+            totals: Mutex::new(Totals {
                 stats,
                 drops: DropCounts::default(),
-                stopped: false,
             }),
             readers: Mutex::new(Readers {
                 started,
@@ -149,11 +157,11 @@ impl Stream {
     }
 
     pub fn stats(&self) -> Stats {
-        lock(&self.shared.core).stats.clone()
+        lock(&self.shared.totals).stats.clone()
     }
 
     pub fn drop_counts(&self) -> DropCounts {
-        lock(&self.shared.core).drops.clone()
+        lock(&self.shared.totals).drops.clone()
     }
 }
 
@@ -179,7 +187,7 @@ impl StreamShared {
     /// Opens a batch: the stream lock is held until the batch is dropped.
     pub fn batch(&self) -> Batch<'_> {
         let core = lock(&self.core);
-        let values = vec![0; core.stats.values.len()];
+        let values = vec![0; self.config.stats.len()];
         Batch {
             shared: self,
             core,
@@ -207,13 +215,20 @@ impl StreamShared {
 
     /// Emits every live heap and marks the stream stopped (lock held by the caller).
     fn flush_locked(&self, core: &mut Core) {
-        let mut values = vec![0; core.stats.values.len()];
+        let mut values = vec![0; self.config.stats.len()];
+        let mut drops = DropCounts::default();
         let mut sink = DeliverySink::default();
         core.assembler
             .flush(&mut values, &mut |heap| sink.deliver(self, heap));
-        sink.settle(&mut values, &mut core.drops);
-        core.stats.merge(&values);
+        sink.settle(&mut values, &mut drops);
+        self.add_totals(&values, &drops);
         core.stopped = true;
+    }
+
+    fn add_totals(&self, values: &[u64], drops: &DropCounts) {
+        let mut totals = lock(&self.totals);
+        totals.stats.merge(values);
+        totals.drops.merge(drops);
     }
 
     /// Hands one finished heap to the ring, blocking while it is full.
@@ -357,10 +372,7 @@ impl Drop for Batch<'_> {
             self.values[index::MAX_BATCH] = self.values[index::MAX_BATCH].max(self.packets);
         }
         self.sink.settle(&mut self.values, &mut self.drops);
-        let values = std::mem::take(&mut self.values);
-        self.core.stats.merge(&values);
-        let drops = std::mem::take(&mut self.drops);
-        self.core.drops.merge(&drops);
+        self.shared.add_totals(&self.values, &self.drops);
         if self.stop && !self.core.stopped {
             // Stop from the network: flush into the ring before stopping it.
             self.shared.flush_locked(&mut self.core);

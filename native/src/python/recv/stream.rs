@@ -16,6 +16,7 @@ use super::stats::StreamStats;
 use crate::python::buffer::RawBuffer;
 use crate::python::common::{Empty, Stopped, ThreadPool};
 use crate::python::convert::{port, unsigned_usize};
+use crate::python::detached::Detached;
 use crate::python::inproc::InprocQueue;
 use crate::recv::reader::{
     buffer::BufferReader, inproc::InprocReader, pcap_file::PcapFileReader, tcp, udp,
@@ -29,7 +30,7 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
 #[pyclass(subclass, module = "spead2._spead2.recv", name = "_Stream")]
 pub struct PyStream {
-    inner: Arc<CoreStream>,
+    inner: Detached<Arc<CoreStream>>,
     config: Py<StreamConfig>,
     ring_config: Py<RingStreamConfig>,
 }
@@ -174,15 +175,6 @@ impl PyStream {
     }
 }
 
-impl Drop for PyStream {
-    /// Stopping waits for workers, and a worker may need the GIL to release a Python buffer
-    /// it held: so wait with the GIL released.
-    fn drop(&mut self) {
-        let inner = self.inner.clone();
-        Python::attach(|py| py.detach(move || inner.stop()));
-    }
-}
-
 #[pymethods]
 impl PyStream {
     #[new]
@@ -203,9 +195,10 @@ impl PyStream {
         };
         let core = config.borrow(py).core.clone();
         let ring = ring_config.borrow(py).core;
-        let inner = CoreStream::new(thread_pool.inner.clone(), core, ring).map_err(io_error)?;
+        let inner =
+            CoreStream::new(Arc::clone(&thread_pool.inner), core, ring).map_err(io_error)?;
         Ok(PyStream {
-            inner: Arc::new(inner),
+            inner: Detached::new(Arc::new(inner)),
             config,
             ring_config,
         })
@@ -329,20 +322,20 @@ impl PyStream {
 
     /// Starts readers held back by `explicit_start`.
     fn start(&self, py: Python<'_>) {
-        let inner = self.inner.clone();
+        let inner = Arc::clone(&self.inner);
         py.detach(move || inner.start());
     }
 
     /// Stops receiving; heaps already in the ring can still be read.
     fn stop(&self, py: Python<'_>) {
-        let inner = self.inner.clone();
+        let inner = Arc::clone(&self.inner);
         py.detach(move || inner.stop());
     }
 
     /// Blocks for the next heap; raises `spead2.Stopped` once the stream has ended.
     fn get(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         loop {
-            let inner = self.inner.clone();
+            let inner = Arc::clone(&self.inner);
             match py.detach(move || inner.ring().pop_timeout(SIGNAL_CHECK)) {
                 Ok(heap) => return wrap_heap(py, heap),
                 Err(PopError::Empty) => py.check_signals()?,
@@ -386,7 +379,7 @@ impl PyStream {
     #[getter]
     fn ringbuffer(&self) -> Ringbuffer {
         Ringbuffer {
-            stream: self.inner.clone(),
+            stream: Arc::clone(&self.inner),
         }
     }
 

@@ -17,6 +17,7 @@ use super::config::{enum_value, group_mode, StreamConfig};
 use super::heap::{Heap, HeapReference, HeapReferenceList};
 use super::packet_generator::packet_error;
 use crate::python::common::ThreadPool;
+use crate::python::detached::Detached;
 use crate::python::inproc::InprocQueue;
 use crate::send::group::GroupMode;
 use crate::send::heap::SendHeap;
@@ -235,15 +236,8 @@ fn core_config(config: &StreamConfig) -> CoreConfig {
 /// The base of every send stream (`spead2.send.Stream`).
 #[pyclass(subclass, module = "spead2._spead2.send", name = "Stream")]
 pub struct Stream {
-    inner: Arc<CoreStream>,
-}
-
-impl Drop for Stream {
-    /// Stopping joins the sender thread, which may need the GIL to release item buffers.
-    fn drop(&mut self) {
-        let inner = self.inner.clone();
-        Python::attach(|py| py.detach(move || inner.flush()));
-    }
+    /// Dropping drains the queue and joins the sender thread.
+    inner: Detached<Arc<CoreStream>>,
 }
 
 /// The group's heaps as the core wants them (snapshots of the Python heaps).
@@ -321,7 +315,7 @@ impl Stream {
             .detach(|| CoreStream::new(config, writer))
             .map_err(stream_error)?;
         Ok(Stream {
-            inner: Arc::new(inner),
+            inner: Detached::new(Arc::new(inner)),
         })
     }
 
@@ -421,7 +415,7 @@ impl Stream {
     /// Blocks until everything queued has been sent.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         loop {
-            let inner = self.inner.clone();
+            let inner = Arc::clone(&self.inner);
             if py.detach(move || inner.flush_timeout(SIGNAL_CHECK)) {
                 return Ok(());
             }
