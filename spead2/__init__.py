@@ -3,6 +3,10 @@
 The public API matches spead2 4.5: code written for spead2 runs unchanged.
 """
 
+from spead2._descriptor import Descriptor
+from spead2._item import Item
+from spead2._item_group import ItemGroup
+from spead2._range_list import parse_range_list
 from spead2._spead2 import (
     BUG_COMPAT_DESCRIPTOR_WIDTHS,
     BUG_COMPAT_PYSPEAD_0_5_2,
@@ -37,10 +41,6 @@ from spead2._spead2 import (
     Stopped,
     ThreadPool,
 )
-from spead2._descriptor import Descriptor
-from spead2._item import Item
-from spead2._item_group import ItemGroup
-from spead2._range_list import parse_range_list
 from spead2._version import __version__
 
 __all__ = [

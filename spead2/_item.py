@@ -35,9 +35,17 @@ class RawItemLike(Protocol):
     The value bytes are read through the buffer protocol.
     """
 
-    id: int
-    is_immediate: bool
-    immediate_value: int
+    @property
+    def id(self) -> int:
+        """Item ID."""
+
+    @property
+    def is_immediate(self) -> bool:
+        """Whether the value was carried in the item pointer."""
+
+    @property
+    def immediate_value(self) -> int:
+        """The pointer's value bits (meaningful for immediates only)."""
 
 
 def _signed(value: int, bits: int) -> int:

@@ -117,7 +117,7 @@ class ItemGroup:
             detached copy.
         """
         item_id = self._next_free_id() if id is None else id
-        item = Item(item_id, name, description, shape, dtype, order, format, value=value)
+        item = Item(item_id, name, description, tuple(shape), dtype, order, format, value=value)
         self._add_item(item)
         return item
 

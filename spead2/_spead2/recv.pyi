@@ -1,24 +1,23 @@
 """Type stubs for spead2._spead2.recv."""
 
 import enum
-
 from collections.abc import Iterator
 from typing import ClassVar
 
 from spead2._spead2 import Flavour, InprocQueue, MemoryAllocator, RawDescriptor, ThreadPool
 
-class Mode(enum.IntEnum):
+class _Mode(enum.IntEnum):
     COUNTER = 0
     MAXIMUM = 1
 
 class StreamStatConfig:
-    Mode: ClassVar[type[Mode]]
+    Mode = _Mode
     __hash__: ClassVar[None]  # type: ignore[assignment]
-    def __init__(self, name: str, mode: Mode = ...) -> None: ...
+    def __init__(self, name: str, mode: _Mode = ...) -> None: ...
     @property
     def name(self) -> str: ...
     @property
-    def mode(self) -> Mode: ...
+    def mode(self) -> _Mode: ...
     def combine(self, a: int, b: int) -> int: ...
 
 class StreamConfig:
@@ -36,7 +35,7 @@ class StreamConfig:
     def __init__(self, **kwargs: object) -> None: ...
     @property
     def stats(self) -> list[StreamStatConfig]: ...
-    def add_stat(self, name: str, mode: Mode = ...) -> int: ...
+    def add_stat(self, name: str, mode: _Mode = ...) -> int: ...
     def get_stat_index(self, name: str) -> int: ...
     def next_stat_index(self) -> int: ...
 
@@ -100,7 +99,7 @@ class IncompleteHeap(HeapBase):
     @property
     def payload_ranges(self) -> list[tuple[int, int]]: ...
 
-class Ringbuffer:
+class _Ringbuffer:
     def size(self) -> int: ...
     def capacity(self) -> int: ...
 
@@ -109,7 +108,7 @@ class _Stream:
     DEFAULT_UDP_BUFFER_SIZE: ClassVar[int]
     DEFAULT_TCP_MAX_SIZE: ClassVar[int]
     DEFAULT_TCP_BUFFER_SIZE: ClassVar[int]
-    Ringbuffer: ClassVar[type[Ringbuffer]]
+    Ringbuffer = _Ringbuffer
     def __init__(
         self,
         thread_pool: ThreadPool,
@@ -139,7 +138,7 @@ class _Stream:
     @property
     def ring_config(self) -> RingStreamConfig: ...
     @property
-    def ringbuffer(self) -> Ringbuffer: ...
+    def ringbuffer(self) -> _Ringbuffer: ...
     @property
     def drop_counts(self) -> dict[str, int]: ...
 

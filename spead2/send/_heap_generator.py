@@ -3,10 +3,9 @@
 import weakref
 from typing import Any, Protocol, TypeVar
 
-from spead2._spead2 import Flavour
-
 from spead2._item import Item
 from spead2._item_group import ItemGroup as _BaseItemGroup
+from spead2._spead2 import Flavour
 
 _MODES = ("stale", "all", "none")
 

@@ -11,6 +11,7 @@ from spead2._spead2 import InprocQueue, ThreadPool
 from spead2._spead2.send import (
     Stream,
     StreamConfig,
+    _BytesBuffer,
     bytes_writer,
     inproc_writer,
     tcp_connect_writer,
@@ -133,6 +134,8 @@ class TcpStream(Stream):
 class BytesStream(Stream):
     """Collects the packets in memory; :meth:`getvalue` returns them."""
 
+    _buffer: _BytesBuffer
+
     def __new__(
         cls, thread_pool: ThreadPool, config: StreamConfig | None = None
     ) -> BytesStream:
@@ -148,6 +151,8 @@ class BytesStream(Stream):
 
 class InprocStream(Stream):
     """Sends packets into :class:`spead2.InprocQueue` objects, one per substream."""
+
+    _queues: list[InprocQueue]
 
     def __new__(
         cls,

@@ -45,6 +45,8 @@ def receive(stream: spead2.recv.Stream) -> int:
     item_group = spead2.ItemGroup()
     seen = 0
     for heap in stream:
+        if not isinstance(heap, spead2.recv.Heap):
+            continue  # incomplete: only delivered with contiguous_only=False
         updated = item_group.update(heap)
         if not updated:
             continue

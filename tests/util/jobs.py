@@ -140,6 +140,15 @@ def drain(stream: Any, limit: int | None = None) -> list[dict[str, Any]]:
         timer.cancel()
 
 
+def result(stream: Any, heaps: list[dict[str, Any]]) -> dict[str, Any]:
+    """A receive job's result: heaps, statistics and (ours only, an extension) the nonzero
+    drop counts by reason."""
+    out: dict[str, Any] = {"heaps": heaps, "stats": stats_dict(stream.stats)}
+    if hasattr(stream, "drop_counts"):
+        out["drops"] = {k: v for k, v in dict(stream.drop_counts).items() if v}
+    return out
+
+
 def receive_packets(
     sp: ModuleType,
     packets: Sequence[bytes],
@@ -161,7 +170,7 @@ def receive_packets(
         raise ValueError(f"unknown reader {reader}")
     heaps = drain(stream)
     stream.stop()
-    return {"heaps": heaps, "stats": stats_dict(stream.stats)}
+    return result(stream, heaps)
 
 
 def receive_tcp(
@@ -199,7 +208,7 @@ def receive_tcp(
         stream.stop()
     heaps += drain(stream)
     stream.stop()
-    return {"heaps": heaps, "stats": stats_dict(stream.stats)}
+    return result(stream, heaps)
 
 
 def receive_udp(
@@ -225,7 +234,7 @@ def receive_udp(
             sender.sendto(datagram, ("127.0.0.1", port))
     heaps = drain(stream)
     stream.stop()
-    return {"heaps": heaps, "stats": stats_dict(stream.stats)}
+    return result(stream, heaps)
 
 
 def plain(value: Any) -> dict[str, Any]:
