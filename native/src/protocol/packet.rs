@@ -106,13 +106,12 @@ impl fmt::Display for DecodeError {
         let msg = match self {
             Self::TooShort => "packet rejected because it is too short for a header",
             Self::BadMagic => "packet rejected because magic or version did not match",
-            Self::BadFlavour => "packet rejected because flavour is invalid",
-            Self::PointersOverflow => {
-                "packet rejected because the item pointers overflow the packet"
+            Self::BadFlavour => "packet rejected because flavour is not SPEAD-64-*",
+            Self::PointersOverflow => "packet rejected because the items overflow the packet",
+            // spead2 does not say which one is missing.
+            Self::NoHeapCnt | Self::NoPayloadOffset | Self::NoPayloadLength => {
+                "packet rejected because it does not have required items"
             }
-            Self::NoHeapCnt => "packet rejected because it has no HEAP_CNT",
-            Self::NoPayloadOffset => "packet rejected because it has no PAYLOAD_OFFSET",
-            Self::NoPayloadLength => "packet rejected because it has no PAYLOAD_LEN",
             Self::PayloadOverflowsHeap => {
                 "packet rejected because payload would overflow given heap length"
             }

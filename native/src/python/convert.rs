@@ -2,7 +2,7 @@
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyFloat, PyInt};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyType};
 
 /// An unsigned integer argument: pybind11 rejects floats and negatives with TypeError.
 pub fn unsigned(value: &Bound<'_, PyAny>, name: &str) -> PyResult<u64> {
@@ -22,16 +22,54 @@ pub fn unsigned_usize(value: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
     usize::try_from(unsigned(value, name)?).map_err(|_| incompatible(name, value))
 }
 
-/// A boolean argument: pybind11 accepts only real bools (and numpy bools).
+/// A boolean argument as pybind11 converts it: bools, None (false), numbers and numpy bools
+/// by truth value; anything else (e.g. a str) is a TypeError.
 pub fn boolean(value: &Bound<'_, PyAny>, name: &str) -> PyResult<bool> {
     if value.is_instance_of::<PyBool>() {
         return value.extract();
     }
-    let type_name = value.get_type().name()?.to_string();
-    if type_name == "bool_" || type_name == "bool" {
+    if value.is_none() {
+        return Ok(false);
+    }
+    let type_name = value.get_type().fully_qualified_name()?.to_string();
+    let numpy_bool = type_name == "numpy.bool" || type_name == "numpy.bool_";
+    if value.is_instance_of::<PyInt>() || value.is_instance_of::<PyFloat>() || numpy_bool {
         return value.is_truthy();
     }
     Err(incompatible(name, value))
+}
+
+/// Builds a Python `enum.Enum` class (spead2's enums are real Python enums).
+pub fn make_enum(
+    py: Python<'_>,
+    module: &str,
+    qualname: &str,
+    members: &[(&str, i64)],
+) -> PyResult<Py<PyType>> {
+    let name = qualname.rsplit('.').next().unwrap_or(qualname);
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("module", module)?;
+    kwargs.set_item("qualname", qualname)?;
+    let cls = py
+        .import("enum")?
+        .getattr("Enum")?
+        .call((name, members.to_vec()), Some(&kwargs))?;
+    Ok(cls.cast_into::<PyType>()?.unbind())
+}
+
+/// The integer value of a member of `enum_type`, or TypeError.
+pub fn enum_value(
+    value: &Bound<'_, PyAny>,
+    enum_type: &Bound<'_, PyType>,
+    what: &str,
+) -> PyResult<i64> {
+    if !value.is_instance(enum_type)? {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "{what} must be a {}",
+            enum_type.name()?
+        )));
+    }
+    value.getattr("value")?.extract()
 }
 
 pub fn incompatible(name: &str, value: &Bound<'_, PyAny>) -> PyErr {

@@ -15,7 +15,7 @@ use super::config::{RingConfig, StreamConfig};
 use super::heap::ReceivedHeap;
 use super::ringbuffer::{PushError, Ringbuffer};
 use super::stats::{index, DropCounts, DropReason, Stats};
-use crate::protocol::PacketHeader;
+use crate::protocol::{DecodeError, PacketHeader};
 use crate::thread_pool::{Reader, ReaderHandle, ThreadPool};
 
 /// Mutable state behind the stream lock, held for a whole batch.
@@ -43,8 +43,6 @@ struct Readers {
 pub enum AddReaderError {
     /// `explicit_start` and `start()` was already called.
     AlreadyStarted,
-    /// The stream was stopped.
-    Stopped,
 }
 
 /// What readers hold: everything needed to push packets into the stream.
@@ -117,7 +115,8 @@ impl Stream {
     pub fn add_reader(&self, reader: Box<dyn Reader>) -> Result<(), AddReaderError> {
         let mut readers = lock(&self.shared.readers);
         if self.shared.stopping.load(Ordering::Acquire) {
-            return Err(AddReaderError::Stopped);
+            // As spead2: accepted, but the reader never runs.
+            return Ok(());
         }
         if !readers.started {
             readers.pending.push(reader);
@@ -284,6 +283,20 @@ impl DeliverySink {
     }
 }
 
+/// Logs why a packet was rejected, with the sizes where spead2 gives them.
+fn log_decode_error(e: DecodeError, data: &[u8]) {
+    match (e, PacketHeader::framed_size(data)) {
+        (DecodeError::PayloadOverflowsPacket, Ok(Some(claimed))) => {
+            log::info!("{e} ({claimed} > {})", data.len());
+        }
+        // spead2 words a zero-width field differently from widths that do not sum to 64.
+        (DecodeError::BadFlavour, _) if data[2] == 0 || data[3] == 0 => {
+            log::info!("packet rejected because flavour is invalid");
+        }
+        _ => log::info!("{e}"),
+    }
+}
+
 /// One reader wake-up's worth of packets, applied under the stream lock.
 pub struct Batch<'a> {
     shared: &'a StreamShared,
@@ -310,7 +323,7 @@ impl Batch<'_> {
                 Some(size)
             }
             Err(e) => {
-                log::info!("{e}");
+                log_decode_error(e, data);
                 self.drops.add(DropReason::Decode(e));
                 None
             }
@@ -329,7 +342,7 @@ impl Batch<'_> {
                 self.drops.add(DropReason::SizeMismatch);
             }
             Err(e) => {
-                log::info!("{e}");
+                log_decode_error(e, data);
                 self.drops.add(DropReason::Decode(e));
             }
         }

@@ -4,45 +4,44 @@ use std::sync::Arc;
 
 use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyType};
 
 use crate::protocol::ids::BUG_COMPAT_ALL;
-use crate::python::convert::{boolean, nonzero, unsigned, unsigned_usize};
+use crate::python::convert::{
+    boolean, enum_value, incompatible, make_enum, nonzero, unsigned, unsigned_usize,
+};
 use crate::python::memory::MemoryAllocator;
 use crate::recv::config::{Memcpy, RingConfig, StreamConfig as CoreConfig};
 use crate::recv::stats::{StatConfig, StatMode, StatsConfig};
 
-#[pyclass(
-    module = "spead2._spead2.recv",
-    name = "Mode",
-    eq,
-    eq_int,
-    frozen,
-    from_py_object
-)]
-#[derive(Clone, Copy, PartialEq, Eq)]
-#[allow(clippy::upper_case_acronyms)]
-pub enum Mode {
-    COUNTER = 0,
-    MAXIMUM = 1,
+static MODE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// `StreamStatConfig.Mode`, a real `enum.Enum` as in spead2.
+pub fn mode_enum(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    MODE.get_or_try_init(py, || {
+        make_enum(
+            py,
+            "spead2._spead2.recv",
+            "StreamStatConfig.Mode",
+            &[("COUNTER", 0), ("MAXIMUM", 1)],
+        )
+    })
+    .map(|t| t.bind(py))
 }
 
-impl From<Mode> for StatMode {
-    fn from(m: Mode) -> Self {
-        match m {
-            Mode::COUNTER => StatMode::Counter,
-            Mode::MAXIMUM => StatMode::Maximum,
-        }
+fn mode_arg(mode: Option<&Bound<'_, PyAny>>) -> PyResult<StatMode> {
+    let Some(mode) = mode else {
+        return Ok(StatMode::Counter);
+    };
+    match enum_value(mode, mode_enum(mode.py())?, "mode")? {
+        1 => Ok(StatMode::Maximum),
+        _ => Ok(StatMode::Counter),
     }
 }
 
-impl From<StatMode> for Mode {
-    fn from(m: StatMode) -> Self {
-        match m {
-            StatMode::Counter => Mode::COUNTER,
-            StatMode::Maximum => Mode::MAXIMUM,
-        }
-    }
+fn mode_member(py: Python<'_>, mode: StatMode) -> PyResult<Py<PyAny>> {
+    Ok(mode_enum(py)?.call1((mode as i64,))?.unbind())
 }
 
 /// `StreamStatConfig(name, mode=Mode.COUNTER)`.
@@ -55,20 +54,20 @@ pub struct StreamStatConfig {
 #[pymethods]
 impl StreamStatConfig {
     #[new]
-    #[pyo3(signature = (name, mode = Mode::COUNTER))]
-    fn new(name: String, mode: Mode) -> Self {
-        StreamStatConfig {
+    #[pyo3(signature = (name, mode = None))]
+    fn new(name: String, mode: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        Ok(StreamStatConfig {
             inner: StatConfig {
                 name,
-                mode: mode.into(),
+                mode: mode_arg(mode)?,
             },
-        }
+        })
     }
 
     #[classattr]
     #[pyo3(name = "Mode")]
     fn mode_class(py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Ok(py.get_type::<Mode>().into_any().unbind())
+        Ok(mode_enum(py)?.clone().into_any().unbind())
     }
 
     #[getter]
@@ -77,8 +76,8 @@ impl StreamStatConfig {
     }
 
     #[getter]
-    fn mode(&self) -> Mode {
-        self.inner.mode.into()
+    fn mode(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        mode_member(py, self.inner.mode)
     }
 
     /// Combines two values of this statistic according to its mode.
@@ -218,14 +217,11 @@ impl StreamConfig {
 
     #[setter]
     fn set_memcpy(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.core.memcpy = match unsigned(value, "memcpy")? {
+        let v: i64 = value.extract().map_err(|_| incompatible("memcpy", value))?;
+        self.core.memcpy = match v {
             0 => Memcpy::Std,
             1 => Memcpy::NonTemporal,
-            _ => {
-                return Err(PyValueError::new_err(
-                    "memcpy must be MEMCPY_STD or MEMCPY_NONTEMPORAL",
-                ))
-            }
+            _ => return Err(PyValueError::new_err("Unknown memcpy function")),
         };
         Ok(())
     }
@@ -307,10 +303,10 @@ impl StreamConfig {
     }
 
     /// Registers a custom statistic; returns its index.
-    #[pyo3(signature = (name, mode = Mode::COUNTER))]
-    fn add_stat(&mut self, name: &str, mode: Mode) -> PyResult<usize> {
+    #[pyo3(signature = (name, mode = None))]
+    fn add_stat(&mut self, name: &str, mode: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
         let mut stats: StatsConfig = (*self.core.stats).clone();
-        let index = stats.add(name, mode.into()).ok_or_else(|| {
+        let index = stats.add(name, mode_arg(mode)?).ok_or_else(|| {
             PyValueError::new_err(format!("A statistic called {name} already exists"))
         })?;
         self.core.stats = Arc::new(stats);

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use super::config::StreamStatConfig;
+use crate::python::convert::unsigned;
 use crate::recv::stats::{index, Stats};
 
 #[pyclass(module = "spead2._spead2.recv", name = "StreamStats")]
@@ -150,9 +151,9 @@ impl StreamStats {
         Ok(self.inner.values[self.position(key)?])
     }
 
-    fn __setitem__(&mut self, key: &Bound<'_, PyAny>, value: u64) -> PyResult<()> {
+    fn __setitem__(&mut self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let i = self.position(key)?;
-        self.inner.values[i] = value;
+        self.inner.values[i] = unsigned(value, "value")?;
         Ok(())
     }
 

@@ -5,7 +5,7 @@ use std::os::fd::{FromRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use socket2::Socket;
@@ -57,7 +57,6 @@ fn reader_error(e: AddReaderError) -> PyErr {
         AddReaderError::AlreadyStarted => {
             PyRuntimeError::new_err("cannot add readers after start() with explicit_start")
         }
-        AddReaderError::Stopped => PyRuntimeError::new_err("stream has been stopped"),
     }
 }
 
@@ -136,7 +135,7 @@ impl PyStream {
         let buffer_size = a.usize_or(3, "buffer_size", udp::DEFAULT_BUFFER_SIZE)?;
         let group_ip: IpAddr = group
             .parse()
-            .map_err(|_| PyValueError::new_err(format!("invalid address {group}")))?;
+            .map_err(|_| PyRuntimeError::new_err(format!("resolve: host not found: {group}")))?;
         let fifth = a.get(
             4,
             if a.has_kw("interface_index") {
@@ -152,7 +151,7 @@ impl PyStream {
             (IpAddr::V6(_), None) => Some(udp::Multicast::V6 { interface_index: 0 }),
             (_, Some(v)) if v.is_instance_of::<PyString>() => {
                 let iface: std::net::Ipv4Addr = v.extract::<String>()?.parse().map_err(|_| {
-                    PyValueError::new_err("interface_address must be an IPv4 address")
+                    PyRuntimeError::new_err("resolve: host not found: interface_address")
                 })?;
                 Some(udp::Multicast::V4 { interface: iface })
             }
@@ -193,8 +192,17 @@ impl PyStream {
             Some(c) => c,
             None => Py::new(py, RingStreamConfig::default())?,
         };
-        let core = config.borrow(py).core.clone();
+        // The stream keeps copies: changing the caller's objects later has no effect.
+        let (core, config) = {
+            let c = config.borrow(py);
+            let copy = StreamConfig {
+                core: c.core.clone(),
+                memory_allocator: c.memory_allocator.clone_ref(py),
+            };
+            (c.core.clone(), Py::new(py, copy)?)
+        };
         let ring = ring_config.borrow(py).core;
+        let ring_config = Py::new(py, RingStreamConfig { core: ring })?;
         let inner =
             CoreStream::new(Arc::clone(&thread_pool.inner), core, ring).map_err(io_error)?;
         Ok(PyStream {

@@ -1,11 +1,14 @@
 //! `spead2.send.StreamConfig` and the `RateMethod` / `GroupMode` enums.
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyType};
 
-use crate::python::convert::unsigned_usize;
+pub use crate::python::convert::enum_value;
+use crate::python::convert::{make_enum, unsigned_usize};
+
+const MODULE: &str = "spead2._spead2.send";
 use crate::python::recv::config::apply_kwargs;
 use crate::send::stream::StreamConfig as CoreConfig;
 
@@ -19,22 +22,15 @@ pub const DEFAULT_RATE_METHOD: i64 = 2;
 static RATE_METHOD: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static GROUP_MODE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
-/// Builds a Python `enum.Enum` (spead2 exposes these two as real enums).
-fn make_enum(py: Python<'_>, name: &str, members: &[(&str, i64)]) -> PyResult<Py<PyType>> {
-    let members: Vec<(&str, i64)> = members.to_vec();
-    let kwargs = PyDict::new(py);
-    kwargs.set_item("module", "spead2._spead2.send")?;
-    let cls = py
-        .import("enum")?
-        .getattr("Enum")?
-        .call((name, members), Some(&kwargs))?;
-    Ok(cls.cast_into::<PyType>()?.unbind())
-}
-
 pub fn rate_method(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     RATE_METHOD
         .get_or_try_init(py, || {
-            make_enum(py, "RateMethod", &[("SW", 0), ("HW", 1), ("AUTO", 2)])
+            make_enum(
+                py,
+                MODULE,
+                "RateMethod",
+                &[("SW", 0), ("HW", 1), ("AUTO", 2)],
+            )
         })
         .map(|t| t.bind(py))
 }
@@ -42,24 +38,14 @@ pub fn rate_method(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
 pub fn group_mode(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     GROUP_MODE
         .get_or_try_init(py, || {
-            make_enum(py, "GroupMode", &[("ROUND_ROBIN", 0), ("SERIAL", 1)])
+            make_enum(
+                py,
+                MODULE,
+                "GroupMode",
+                &[("ROUND_ROBIN", 0), ("SERIAL", 1)],
+            )
         })
         .map(|t| t.bind(py))
-}
-
-/// The integer value of a member of `enum_type`, or TypeError.
-pub fn enum_value(
-    value: &Bound<'_, PyAny>,
-    enum_type: &Bound<'_, PyType>,
-    what: &str,
-) -> PyResult<i64> {
-    if !value.is_instance(enum_type)? {
-        return Err(PyTypeError::new_err(format!(
-            "{what} must be a {}",
-            enum_type.name()?
-        )));
-    }
-    value.getattr("value")?.extract()
 }
 
 /// `spead2.send.StreamConfig(**kwargs)`.
