@@ -15,9 +15,6 @@ import struct
 import subprocess
 import sys
 import textwrap
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +23,7 @@ from util import jobs
 from util import packets as P
 from util.jobs import Job
 from util.peer import Peer
+from util.receive import stop_after
 from util.reference import PeerReference
 
 import spead2
@@ -49,18 +47,6 @@ UNSIZED = P.heap_packets(5, [P.Item(0x1000, P.value_bytes(5, SIZE))], chunk=CHUN
 SHUFFLED = [heap(6, 5000)[i] for i in (3, 0, 4, 2, 1)]
 
 
-@contextmanager
-def watchdog(stream: Any, timeout: float = 20.0) -> Iterator[None]:
-    """Stop ``stream`` if the block runs longer than ``timeout`` (a hang fails, not blocks)."""
-    timer = threading.Timer(timeout, stream.stop)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-
-
 def interleave(*heaps: list[bytes]) -> list[bytes]:
     """Packet 0 of every heap, then packet 1 of every heap, and so on."""
     return [p for group in zip(*heaps, strict=True) for p in group]
@@ -72,6 +58,7 @@ def rp(
     ring: dict[str, Any] | None = None,
     reader: str = "buffer",
 ) -> Job:
+    """A ``receive_packets`` job."""
     return (
         "receive_packets",
         {"packets": packets, "config": config, "ring": ring, "reader": reader},
@@ -339,7 +326,7 @@ def test_tcp_reset_ends_stream(partial: bool) -> None:
         if partial:
             client.sendall(H[2][0] + H[2][1][:100])
         client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    with watchdog(stream):
+    with stop_after(stream, 20.0):
         rest = [h.cnt for h in stream]
     assert rest == []
     assert stream.stats["heaps"] in ((1, 2) if partial else (1,))

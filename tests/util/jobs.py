@@ -2,7 +2,8 @@
 
 A job is ``(function name, keyword arguments)``; the function takes the spead2 module as its
 first argument, so the pytest process runs it with ours (:func:`run_ours`) and the peer venv
-runs the same code with spead2 4.5.1 (:func:`run_peer`, a subprocess that executes this file).
+runs the same code with spead2 4.5.1 (:func:`run_peer`, a subprocess that executes this file;
+:func:`run_ours_isolated` does the same with ours).
 Results are builtins only (pickled across venvs); an exception becomes
 ``{"error": <type name>, "message": <text>}`` so that error behaviour compares too.
 
@@ -20,7 +21,8 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -101,10 +103,10 @@ _POOLS: dict[str, Any] = {}
 def thread_pool(sp: ModuleType) -> Any:
     """One ThreadPool per spead2 module for the whole process.
 
-    Streams share it so that dropping a stream never drops (and joins) the pool: our
-    ThreadPool's last release joins its workers with the GIL held, which deadlocks if a worker
-    is still releasing a reader's Python buffer (tested on its own in
-    ``tests/recv/test_stream_behaviour.py``).
+    Streams share it, so that a job never pays for starting and joining worker threads, and
+    dropping a stream never joins a pool. (Dropping the last reference to a pool while a
+    worker still releases a reader's Python buffer once deadlocked ours; that case is tested
+    on its own in ``tests/recv/test_stream_behaviour.py``.)
     """
     if sp.__name__ not in _POOLS:
         _POOLS[sp.__name__] = sp.ThreadPool()
@@ -123,21 +125,29 @@ def make_stream(
     )
 
 
+@contextmanager
+def watched(stream: Any, timeout: float = WATCHDOG) -> Iterator[None]:
+    """Stop ``stream`` if the block is still running after ``timeout`` seconds, so that a
+    missing heap or end of stream makes a result wrong instead of hanging the run."""
+    timer = threading.Timer(timeout, stream.stop)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
 def drain(stream: Any, limit: int | None = None) -> list[dict[str, Any]]:
     """Every heap until the stream ends (or ``limit`` heaps), described; a watchdog stops a
     stream that hangs."""
-    timer = threading.Timer(WATCHDOG, stream.stop)
-    timer.daemon = True
-    timer.start()
     out: list[dict[str, Any]] = []
-    try:
+    with watched(stream):
         for heap in stream:
             out.append(describe_heap(heap))
             if len(out) == limit:
                 break
-        return out
-    finally:
-        timer.cancel()
+    return out
 
 
 def result(stream: Any, heaps: list[dict[str, Any]]) -> dict[str, Any]:
@@ -310,20 +320,36 @@ def run_peer(python: Path, jobs: Iterable[Job], timeout: float = 120.0) -> list[
     """Jobs with the real spead2, in subprocesses of the peer interpreter ``python``.
 
     Results stream back one pickle per job. If the peer crashes (spead2 4.5.1 segfaults on
-    some invalid arguments), that job's result is ``{"error": "PeerCrash", ...}`` and the
+    some invalid arguments), that job's result is ``{"error": "Crash", ...}`` and the
     remaining jobs run in a fresh subprocess.
     """
     from .peer import peer_env  # only the pytest side needs it
 
-    pending = list(jobs)
+    return _run_subprocess([str(python)], list(jobs), peer_env(), timeout)
+
+
+def run_ours_isolated(jobs: Iterable[Job], timeout: float = 120.0) -> list[Any]:
+    """Jobs with our spead2 in a fresh subprocess: for behaviour that depends on process-wide
+    state, such as the log rate limiter."""
+    return _run_subprocess([sys.executable], list(jobs), None, timeout, ours=True)
+
+
+def _run_subprocess(
+    argv: list[str],
+    pending: list[Job],
+    env: dict[str, str] | None,
+    timeout: float,
+    ours: bool = False,
+) -> list[Any]:
     results: list[Any] = []
+    script = [str(Path(__file__).resolve())] + (["--ours"] if ours else [])
     while pending:
         proc = subprocess.run(
-            [str(python), str(Path(__file__).resolve())],
+            argv + script,
             input=pickle.dumps(pending),
             capture_output=True,
             timeout=timeout,
-            env=peer_env(),
+            env=env,
             cwd=Path(__file__).resolve().parent,
             check=False,
         )
@@ -334,8 +360,8 @@ def run_peer(python: Path, jobs: Iterable[Job], timeout: float = 120.0) -> list[
             break
         if proc.returncode >= 0 or not pending:
             raise RuntimeError(f"peer jobs failed ({proc.returncode}):\n{proc.stderr.decode()}")
-        message = f"the peer died with signal {-proc.returncode} running {pending[0][0]}"
-        results.append({"error": "PeerCrash", "message": message})
+        message = f"the subprocess died of signal {-proc.returncode} running {pending[0][0]}"
+        results.append({"error": "Crash", "message": message})
         pending = pending[1:]
     return results
 
@@ -352,16 +378,20 @@ def _unpickle_all(data: bytes) -> list[Any]:
     return out
 
 
-def _peer_main() -> None:
-    """Run pickled jobs from stdin with the real spead2; pickle each result to stdout as soon
-    as it is known."""
+def _subprocess_main() -> None:
+    """Run pickled jobs from stdin with the real spead2 (or ours, with ``--ours``); pickle each
+    result to stdout as soon as it is known."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for util.<module> jobs
     import spead2
     import spead2.recv
     import spead2.send
 
     location = Path(spead2.__file__).resolve()
-    if spead2.__version__ != PEER_EXPECTED_VERSION or location.is_relative_to(REPO_ROOT / "spead2"):
+    ours = location.is_relative_to(REPO_ROOT / "spead2")
+    if "--ours" in sys.argv[1:]:
+        if not ours:
+            raise SystemExit(f"not our spead2: {location}")
+    elif spead2.__version__ != PEER_EXPECTED_VERSION or ours:
         raise SystemExit(f"not the real spead2 {PEER_EXPECTED_VERSION}: {location}")
     for job in pickle.loads(sys.stdin.buffer.read()):
         result = run_job(spead2, job)
@@ -374,4 +404,4 @@ def _peer_main() -> None:
 
 
 if __name__ == "__main__":
-    _peer_main()
+    _subprocess_main()

@@ -25,6 +25,8 @@ POLL = 0.005
 """Seconds between checks while waiting for a worker to reach a state."""
 STATE_TIMEOUT = 10.0
 """Upper bound on such waits (only reached when something is broken)."""
+LOG_WAIT = 3.0
+"""Longest wait for expected log records (they are forwarded from worker threads)."""
 QUIET = 0.3
 """How long a stream that must not receive anything is watched before checking."""
 
@@ -76,15 +78,16 @@ def explicit_start(sp: ModuleType, packets: Sequence[bytes]) -> dict[str, Any]:
     time.sleep(QUIET)
     out["before_start"] = attempt(lambda: stream.get_nowait().cnt)
     out["packets_before_start"] = stream.stats["packets"]
-    stream.start()
-    out["first"] = attempt(lambda: stream.get().cnt)
-    out["add_inproc_after_start"] = attempt(lambda: stream.add_inproc_reader(sp.InprocQueue()))
-    out["add_buffer_after_start"] = attempt(lambda: stream.add_buffer_reader(b""))
-    out["start_again"] = attempt(stream.start)
-    out["second"] = attempt(lambda: stream.get().cnt)
-    out["nothing_yet"] = attempt(stream.get_nowait)
-    queue.stop()
-    out["after_queue_stop"] = attempt(stream.get)
+    with jobs.watched(stream):
+        stream.start()
+        out["first"] = attempt(lambda: stream.get().cnt)
+        out["add_inproc_after_start"] = attempt(lambda: stream.add_inproc_reader(sp.InprocQueue()))
+        out["add_buffer_after_start"] = attempt(lambda: stream.add_buffer_reader(b""))
+        out["start_again"] = attempt(stream.start)
+        out["second"] = attempt(lambda: stream.get().cnt)
+        out["nothing_yet"] = attempt(stream.get_nowait)
+        queue.stop()
+        out["after_queue_stop"] = attempt(stream.get)
     stream.stop()
     out["stats"] = _stats(stream)
     return out
@@ -150,8 +153,10 @@ def ring_full(sp: ModuleType, data: bytes, heaps: int) -> dict[str, Any]:
     out["size_when_full"] = stream.ringbuffer.size()
     time.sleep(QUIET)  # the worker now waits on the full ring
     out["still_full"] = stream.ringbuffer.size()
-    out["heaps"] = [h.cnt for h in stream]
+    with jobs.watched(stream):
+        out["heaps"] = [h.cnt for h in stream]
     out["size_after"] = stream.ringbuffer.size()
+    stream.stop()  # spead2 merges a batch's statistics late; stop() brings them up to date
     stats = jobs.stats_dict(stream.stats)
     out["worker_blocked"] = stats["worker_blocked"] > 0
     out["stats"] = jobs.compared(stats)
@@ -163,8 +168,9 @@ def _stats_after(sp: ModuleType, data: bytes, config: Any = None) -> Any:
     recv = _recv(sp)
     stream = recv.Stream(jobs.thread_pool(sp), config or recv.StreamConfig())
     stream.add_buffer_reader(data)
-    for _ in stream:
-        pass
+    with jobs.watched(stream):
+        for _ in stream:
+            pass
     stream.stop()
     return stream.stats
 
@@ -172,6 +178,11 @@ def _stats_after(sp: ModuleType, data: bytes, config: Any = None) -> Any:
 def _set(stats: Any, key: Any, value: Any) -> Any:
     stats[key] = value
     return stats[key]
+
+
+def _set_attribute(stats: Any, name: str, value: int) -> Any:
+    setattr(stats, name, value)
+    return stats[name]
 
 
 def _iadd(stats: Any, other: Any) -> list[int]:
@@ -221,7 +232,7 @@ def stats_mapping(sp: ModuleType, data: bytes) -> dict[str, Any]:
         "iadd_different_config": lambda: _iadd(fresh(), c),
         "set_name": lambda: _set(fresh(), "packets", 5),
         "set_index": lambda: _set(fresh(), 0, 7),
-        "set_attribute": lambda: (lambda s: (setattr(s, "heaps", 11), s["heaps"])[1])(fresh()),
+        "set_attribute": lambda: _set_attribute(fresh(), "heaps", 11),
         "set_unknown": lambda: _set(fresh(), "nope", 1),
         "set_past_end": lambda: _set(fresh(), 99, 1),
         "set_negative_index": lambda: _set(fresh(), -1, 1),
@@ -255,10 +266,15 @@ def log_records(
     sp: ModuleType,
     packets: Sequence[bytes],
     config: dict[str, Any] | None = None,
-    settle: float = 0.5,
-) -> list[tuple[str, str, str]]:
+    expect: int = 1,
+    settle: float = 0.05,
+) -> dict[str, Any]:
     """What the ``spead2`` logger records (INFO and above) while ``packets`` arrive through an
-    inproc queue; waits ``settle`` seconds for records forwarded from worker threads."""
+    inproc queue, with the heaps and (ours only) drop counts.
+
+    Records from worker threads reach Python asynchronously: this waits for ``expect`` of them
+    (at most ``LOG_WAIT``), then ``settle`` seconds more for any others.
+    """
     logger = logging.getLogger("spead2")
     handler = _Records()
     old_level = logger.level
@@ -267,11 +283,15 @@ def log_records(
     try:
         stream = jobs.make_stream(sp, config)
         stream.add_inproc_reader(_queue(sp, packets, stop=True))
-        for _ in stream:
-            pass
+        with jobs.watched(stream):
+            heaps = [h.cnt for h in stream]
         stream.stop()
+        wait_until(lambda: len(handler.records) >= expect, LOG_WAIT)
         time.sleep(settle)
-        return list(handler.records)
+        out: dict[str, Any] = {"records": list(handler.records), "heaps": heaps}
+        if hasattr(stream, "drop_counts"):
+            out["drops"] = {k: v for k, v in dict(stream.drop_counts).items() if v}
+        return out
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
@@ -302,3 +322,83 @@ def inproc_queue_stop(sp: ModuleType, packets: Sequence[bytes]) -> dict[str, Any
     stream.stop()
     out["stats"] = _stats(stream)
     return out
+
+
+def make_allocator(sp: ModuleType, kind: str, args: Sequence[Any] = ()) -> Any:
+    """``"pool"``: ``MemoryPool(*args)``; ``"pool_mmap"``: the same over an MmapAllocator;
+    ``"pool_background"``: ``MemoryPool(thread_pool, *args)`` (``args`` then ends with
+    ``low_water``); ``"mmap"``/``"mmap_huge"``: ``MmapAllocator(0, prefer_huge=...)``."""
+    if kind == "pool":
+        return sp.MemoryPool(*args)
+    if kind == "pool_mmap":
+        return sp.MemoryPool(*args, allocator=sp.MmapAllocator())
+    if kind == "pool_background":
+        return sp.MemoryPool(sp.ThreadPool(), *args)
+    if kind in ("mmap", "mmap_huge"):
+        return sp.MmapAllocator(0, prefer_huge=kind == "mmap_huge")
+    raise ValueError(f"unknown allocator kind {kind}")
+
+
+def allocator_receive(
+    sp: ModuleType,
+    packets: Sequence[bytes],
+    kind: str,
+    args: Sequence[Any] = (),
+    warn_on_empty: bool | None = None,
+    expect_records: int = 0,
+) -> dict[str, Any]:
+    """Receive ``packets`` (through an inproc queue) with a stream whose memory comes from the
+    given allocator, keeping every heap alive until the end, so that a buffer handed out twice
+    would show as corrupted values. Also returns the ``spead2`` log records."""
+    recv = _recv(sp)
+    allocator = make_allocator(sp, kind, args)
+    if warn_on_empty is not None:
+        allocator.warn_on_empty = warn_on_empty
+    logger = logging.getLogger("spead2")
+    handler = _Records()
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        config = recv.StreamConfig(memory_allocator=allocator)
+        stream = recv.Stream(jobs.thread_pool(sp), config, recv.RingStreamConfig(heaps=4))
+        stream.add_inproc_reader(_queue(sp, packets, stop=True))
+        with jobs.watched(stream):
+            kept = list(stream)  # every heap stays referenced while later ones arrive
+        stream.stop()
+        wait_until(lambda: len(handler.records) >= expect_records, LOG_WAIT)
+        time.sleep(0.05)
+        return {
+            "same_allocator": config.memory_allocator is allocator,
+            "heaps": [jobs.describe_heap(h) for h in kept],
+            "stats": _stats(stream),
+            "messages": sorted({m for _, _, m in handler.records}),
+            "levels": sorted({level for _, level, _ in handler.records}),
+        }
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+def send_multicast(
+    sp: ModuleType,
+    group: str,
+    port: int,
+    interface: str | int,
+    catalogue_name: str = "small",
+    bits: int = 48,
+    ttl: int = 1,
+    rate: float = 10e6,
+) -> int:
+    """Send a catalogue (``tests/peer/catalogue.py``) to a multicast group through the
+    ``UdpStream`` overload that takes ``ttl`` and an interface: an IPv4 address (str) or an
+    IPv6 interface index (int). Returns the number of heaps sent."""
+    from util.peer import load_catalogue
+
+    send = importlib.import_module(sp.__name__ + ".send")
+    catalogue = load_catalogue()
+    config = send.StreamConfig(rate=rate)
+    buffer_size = send.UdpStream.DEFAULT_BUFFER_SIZE
+    stream = send.UdpStream(sp.ThreadPool(), [(group, port)], config, buffer_size, ttl, interface)
+    item_group = send.ItemGroup(flavour=sp.Flavour(4, 64, bits, 0))
+    return int(catalogue.send_all(catalogue.build(catalogue_name, bits), item_group, stream))
