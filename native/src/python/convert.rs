@@ -94,3 +94,28 @@ pub fn nonzero(value: usize, message: &str) -> PyResult<usize> {
         Ok(value)
     }
 }
+
+/// A signed integer argument: pybind11 raises TypeError (not OverflowError) when out of range.
+pub fn signed(value: &Bound<'_, PyAny>, name: &str) -> PyResult<i64> {
+    if value.is_instance_of::<PyFloat>() {
+        return Err(incompatible(name, value));
+    }
+    let v: i128 = value
+        .call_method0("__index__")
+        .and_then(|v| v.extract())
+        .map_err(|_| incompatible(name, value))?;
+    i64::try_from(v).map_err(|_| incompatible(name, value))
+}
+
+/// An OSError carrying the errno, so Python picks the matching subclass
+/// (ConnectionRefusedError, BlockingIOError, ...).
+pub fn os_error(e: std::io::Error) -> PyErr {
+    match e.raw_os_error() {
+        Some(code) => {
+            let text = std::io::Error::from_raw_os_error(code).to_string();
+            let text = text.split(" (os error").next().unwrap_or(&text).to_owned();
+            pyo3::exceptions::PyOSError::new_err((code, text))
+        }
+        None => pyo3::exceptions::PyOSError::new_err(e.to_string()),
+    }
+}

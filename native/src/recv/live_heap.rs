@@ -333,6 +333,13 @@ impl LiveHeap {
                     "packet rejected because it does not start heap {} at offset 0",
                     self.cnt
                 );
+            } else if offset > self.received_length {
+                // A gap ahead (lost packets): spead2 drops it without a word; the heap is
+                // reported incomplete later.
+                log::debug!(
+                    "packet rejected because it skips ahead in heap {}",
+                    self.cnt
+                );
             } else {
                 log::warn!(
                     "packet rejected because it is out-of-order in the heap (you might need to \

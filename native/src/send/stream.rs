@@ -30,9 +30,7 @@ use std::time::{Duration, Instant};
 
 use super::group::{GroupGenerator, GroupMode};
 use super::heap::SendHeap;
-use super::packet_generator::{
-    check_cnt, PacketError, PacketGenerator, PacketParts, MIN_PACKET_SIZE,
-};
+use super::packet_generator::{check_cnt, PacketError, PacketGenerator, PacketParts};
 use super::rate::{self, RateLimiter};
 use super::writer::{OutPacket, Writer};
 
@@ -442,9 +440,7 @@ pub struct Stream {
 impl Stream {
     pub fn new(config: StreamConfig, writer: Box<dyn Writer>) -> Result<Stream, StreamError> {
         config.validate().map_err(StreamError::Config)?;
-        if config.max_packet_size & !7 < MIN_PACKET_SIZE {
-            return Err(StreamError::Packet(PacketError::PacketSizeTooSmall));
-        }
+        // As spead2, a too-small max_packet_size is reported when a heap is sent.
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
@@ -1172,15 +1168,18 @@ mod tests {
     }
 
     #[test]
-    fn small_packet_size_is_refused_at_construction() {
+    fn small_packet_size_is_refused_when_sending() {
+        // As spead2: the stream is built, and each send fails with "packet size is too small".
         let (writer, _) = BytesWriter::new();
         let config = StreamConfig {
             max_packet_size: 55,
             ..StreamConfig::default()
         };
+        let stream = Stream::new(config, Box::new(writer)).unwrap();
+        let heap = Arc::new(SendHeap::new(Flavour::default()));
         assert!(matches!(
-            Stream::new(config, Box::new(writer)),
-            Err(StreamError::Packet(PacketError::PacketSizeTooSmall))
+            stream.send_heaps(&[HeapRef::new(heap)], GroupMode::Serial),
+            Err(SendError::Packet(PacketError::PacketSizeTooSmall))
         ));
         let config = StreamConfig {
             rate: f64::INFINITY,

@@ -84,6 +84,7 @@ fn dup_socket(sock: &Bound<'_, PyAny>) -> PyResult<Socket> {
     Ok(unsafe { Socket::from_raw_fd(new_fd) })
 }
 
+/// Socket set-up failures: spead2 raises RuntimeError for bind errors and the like.
 fn io_error(e: std::io::Error) -> PyErr {
     PyRuntimeError::new_err(e.to_string())
 }

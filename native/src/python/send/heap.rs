@@ -8,6 +8,7 @@ use pyo3::types::PySlice;
 
 use crate::python::buffer::RawBuffer;
 use crate::python::common::Flavour;
+use crate::python::convert::{signed, unsigned_usize};
 use crate::python::descriptor::RawDescriptor;
 use crate::send::heap::SendHeap;
 
@@ -78,9 +79,7 @@ impl Heap {
 #[pyclass(module = "spead2._spead2.send", name = "HeapReference")]
 pub struct HeapReference {
     heap: Py<Heap>,
-    #[pyo3(get, set)]
     pub cnt: i64,
-    #[pyo3(get, set)]
     pub substream_index: usize,
     #[pyo3(get, set)]
     pub rate: f64,
@@ -89,14 +88,44 @@ pub struct HeapReference {
 #[pymethods]
 impl HeapReference {
     #[new]
-    #[pyo3(signature = (heap, *, cnt = -1, substream_index = 0, rate = -1.0))]
-    fn new(heap: Py<Heap>, cnt: i64, substream_index: usize, rate: f64) -> Self {
-        HeapReference {
+    #[pyo3(signature = (heap, *, cnt = None, substream_index = None, rate = -1.0))]
+    fn new(
+        heap: Py<Heap>,
+        cnt: Option<&Bound<'_, PyAny>>,
+        substream_index: Option<&Bound<'_, PyAny>>,
+        rate: f64,
+    ) -> PyResult<Self> {
+        let cnt = cnt.map_or(Ok(-1), |c| signed(c, "cnt"))?;
+        let substream_index =
+            substream_index.map_or(Ok(0), |s| unsigned_usize(s, "substream_index"))?;
+        Ok(HeapReference {
             heap,
             cnt,
             substream_index,
             rate,
-        }
+        })
+    }
+
+    #[getter]
+    fn cnt(&self) -> i64 {
+        self.cnt
+    }
+
+    #[setter]
+    fn set_cnt(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.cnt = signed(value, "cnt")?;
+        Ok(())
+    }
+
+    #[getter]
+    fn substream_index(&self) -> usize {
+        self.substream_index
+    }
+
+    #[setter]
+    fn set_substream_index(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.substream_index = unsigned_usize(value, "substream_index")?;
+        Ok(())
     }
 
     #[getter]
@@ -132,9 +161,14 @@ pub struct HeapReferenceList {
 
 #[pymethods]
 impl HeapReferenceList {
+    /// Any iterable of `HeapReference`.
     #[new]
-    fn new(heaps: Vec<Py<HeapReference>>) -> Self {
-        HeapReferenceList { refs: heaps }
+    fn new(heaps: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let refs = heaps
+            .try_iter()?
+            .map(|r| Ok(r?.cast_into::<HeapReference>()?.unbind()))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(HeapReferenceList { refs })
     }
 
     fn __len__(&self) -> usize {

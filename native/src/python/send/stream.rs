@@ -17,6 +17,7 @@ use super::config::{enum_value, group_mode, StreamConfig};
 use super::heap::{Heap, HeapReference, HeapReferenceList};
 use super::packet_generator::packet_error;
 use crate::python::common::ThreadPool;
+use crate::python::convert::{os_error, signed, unsigned, unsigned_usize};
 use crate::python::detached::Detached;
 use crate::python::inproc::InprocQueue;
 use crate::send::group::GroupMode;
@@ -43,7 +44,7 @@ fn send_error(e: SendError) -> PyErr {
 }
 
 fn io_error(e: std::io::Error) -> PyErr {
-    PyErr::from(e)
+    os_error(e)
 }
 
 fn writer_error(e: WriterError) -> PyErr {
@@ -186,7 +187,9 @@ pub fn tcp_connect_writer(
 ) -> PyResult<Writer> {
     let addrs = endpoints(endpoints_list)?;
     if addrs.len() != 1 {
-        return Err(PyValueError::new_err("only a single endpoint is supported"));
+        return Err(PyValueError::new_err(
+            "endpoints must contain exactly one element",
+        ));
     }
     let iface = optional_address(interface_address)?;
     let endpoint = addrs[0];
@@ -263,6 +266,17 @@ fn group_of(py: Python<'_>, heaps: &Bound<'_, PyAny>) -> PyResult<Vec<HeapRef>> 
         .collect())
 }
 
+/// `cnt` and `substream_index` with pybind11's conversion errors (TypeError when out of range).
+fn heap_options(
+    cnt: Option<&Bound<'_, PyAny>>,
+    substream_index: Option<&Bound<'_, PyAny>>,
+) -> PyResult<(i64, usize)> {
+    let cnt = cnt.map_or(Ok(-1), |c| signed(c, "cnt"))?;
+    let substream_index =
+        substream_index.map_or(Ok(0), |s| unsigned_usize(s, "substream_index"))?;
+    Ok((cnt, substream_index))
+}
+
 fn mode_of(mode: &Bound<'_, PyAny>) -> PyResult<GroupMode> {
     match enum_value(mode, group_mode(mode.py())?, "mode")? {
         0 => Ok(GroupMode::RoundRobin),
@@ -320,20 +334,18 @@ impl Stream {
     }
 
     /// Sends one heap and waits; returns the bytes sent.
-    #[pyo3(signature = (heap, cnt = -1, substream_index = 0, rate = -1.0))]
+    #[pyo3(signature = (heap, cnt = None, substream_index = None, rate = -1.0))]
     fn send_heap(
         &self,
         py: Python<'_>,
         heap: &Bound<'_, Heap>,
-        cnt: i64,
-        substream_index: usize,
+        cnt: Option<&Bound<'_, PyAny>>,
+        substream_index: Option<&Bound<'_, PyAny>>,
         rate: f64,
     ) -> PyResult<u64> {
-        self.send_blocking(
-            py,
-            single(heap, cnt, substream_index, rate),
-            GroupMode::Serial,
-        )
+        let (cnt, substream_index) = heap_options(cnt, substream_index)?;
+        let group = single(heap, cnt, substream_index, rate);
+        self.send_blocking(py, group, GroupMode::Serial)
     }
 
     /// Sends a group of heaps (all or nothing) and waits; returns the bytes sent.
@@ -361,14 +373,15 @@ impl Stream {
     }
 
     /// Queues one heap for the asyncio wrappers; returns its completion id.
-    #[pyo3(signature = (heap, cnt = -1, substream_index = 0, rate = -1.0))]
+    #[pyo3(signature = (heap, cnt = None, substream_index = None, rate = -1.0))]
     fn _send_heap_async(
         &self,
         heap: &Bound<'_, Heap>,
-        cnt: i64,
-        substream_index: usize,
+        cnt: Option<&Bound<'_, PyAny>>,
+        substream_index: Option<&Bound<'_, PyAny>>,
         rate: f64,
     ) -> PyResult<u64> {
+        let (cnt, substream_index) = heap_options(cnt, substream_index)?;
         let group = single(heap, cnt, substream_index, rate);
         self.inner
             .send_heaps_async(&group, GroupMode::Serial)
@@ -401,7 +414,8 @@ impl Stream {
     }
 
     /// Automatic heap cnts continue from `next` in steps of `step`.
-    fn set_cnt_sequence(&self, next: u64, step: u64) -> PyResult<()> {
+    fn set_cnt_sequence(&self, next: &Bound<'_, PyAny>, step: &Bound<'_, PyAny>) -> PyResult<()> {
+        let (next, step) = (unsigned(next, "next")?, unsigned(step, "step")?);
         self.inner
             .set_cnt_sequence(next, step)
             .map_err(|e| PyValueError::new_err(e.to_string()))

@@ -140,6 +140,10 @@ impl UdpWriter {
         endpoints: &[SocketAddr],
     ) -> Result<UdpWriter, WriterError> {
         let socket = Socket::from(socket);
+        if endpoints.is_empty() {
+            // spead2 accepts this: a stream with no substreams.
+            return Ok(Self::with_socket(socket, endpoints));
+        }
         let domain = common_domain(endpoints)?;
         let local = socket
             .local_addr()
