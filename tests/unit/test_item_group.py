@@ -7,33 +7,15 @@ the real spead2 4.5.1.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
+from util.vectors import load_vectors
 
 import spead2
-
-VECTORS_PATH = Path(__file__).resolve().parents[1] / "peer" / "descriptor_vectors.py"
-
-
-def load_vectors() -> ModuleType:
-    """``tests/peer/descriptor_vectors.py`` as a module of this process (numpy only)."""
-    name = "spead2_descriptor_vectors"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, VECTORS_PATH)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
 
 VECTORS = load_vectors()
 SECTION = "item_group"

@@ -8,6 +8,7 @@ mod detached;
 mod inproc;
 mod logging;
 mod memory;
+mod net;
 mod recv;
 mod send;
 

@@ -1,7 +1,7 @@
 //! `spead2._spead2.recv._Stream`: the native base of `spead2.recv.Stream`.
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::os::fd::{FromRawFd, RawFd};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use crate::python::common::{Empty, Stopped, ThreadPool};
 use crate::python::convert::{port, unsigned_usize};
 use crate::python::detached::Detached;
 use crate::python::inproc::InprocQueue;
+use crate::python::net::{dup_socket_fd, resolve};
 use crate::recv::reader::{
     buffer::BufferReader, inproc::InprocReader, pcap_file::PcapFileReader, tcp, udp,
 };
@@ -60,28 +61,9 @@ fn reader_error(e: AddReaderError) -> PyErr {
     }
 }
 
-fn resolve(host: &str, port: u16) -> PyResult<SocketAddr> {
-    let host = if host.is_empty() { "0.0.0.0" } else { host };
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
-    }
-    (host, port)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| PyRuntimeError::new_err(format!("resolve: host not found: {host}")))
-}
-
-/// Duplicates a Python socket's fd, so the caller may close its socket object.
+/// A duplicate of a Python socket, so the caller may close its own.
 fn dup_socket(sock: &Bound<'_, PyAny>) -> PyResult<Socket> {
-    let fd: RawFd = sock.call_method0("fileno")?.extract()?;
-    // SAFETY: dup on a caller-supplied fd returns a new fd (or -1) that we then own.
-    let new_fd = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if new_fd < 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
-    // SAFETY: new_fd is a fresh descriptor owned by nothing else.
-    Ok(unsafe { Socket::from_raw_fd(new_fd) })
+    Ok(Socket::from(dup_socket_fd(sock)?))
 }
 
 /// Socket set-up failures: spead2 raises RuntimeError for bind errors and the like.
@@ -127,6 +109,12 @@ impl PyStream {
         self.inner.add_reader(reader).map_err(reader_error)
     }
 
+    fn add_udp_socket(&self, socket: Socket, max_size: usize) -> PyResult<()> {
+        let reader =
+            udp::UdpReader::new(self.inner.shared().clone(), socket, max_size).map_err(io_error)?;
+        self.add(Box::new(reader))
+    }
+
     fn add_udp_multicast(&self, py: Python<'_>, group: &str, a: &Args<'_, '_>) -> PyResult<()> {
         let port = port(
             &a.get(1, "port")?
@@ -169,9 +157,7 @@ impl PyStream {
         let socket = py
             .detach(|| udp::bind(addr, buffer_size, multicast))
             .map_err(io_error)?;
-        let reader =
-            udp::UdpReader::new(self.inner.shared().clone(), socket, max_size).map_err(io_error)?;
-        self.add(Box::new(reader))
+        self.add_udp_socket(socket, max_size)
     }
 }
 
@@ -261,9 +247,7 @@ impl PyStream {
         if first.hasattr("fileno")? && !first.is_instance_of::<pyo3::types::PyInt>() {
             let max_size = a.usize_or(1, "max_size", udp::DEFAULT_MAX_SIZE)?;
             let socket = dup_socket(&first)?;
-            let reader = udp::UdpReader::new(self.inner.shared().clone(), socket, max_size)
-                .map_err(io_error)?;
-            return self.add(Box::new(reader));
+            return self.add_udp_socket(socket, max_size);
         }
         let port = port(&first)?;
         let max_size = a.usize_or(1, "max_size", udp::DEFAULT_MAX_SIZE)?;
@@ -273,9 +257,7 @@ impl PyStream {
         let socket = py
             .detach(|| udp::bind(addr, buffer_size, None))
             .map_err(io_error)?;
-        let reader =
-            udp::UdpReader::new(self.inner.shared().clone(), socket, max_size).map_err(io_error)?;
-        self.add(Box::new(reader))
+        self.add_udp_socket(socket, max_size)
     }
 
     /// `(port, max_size, buffer_size, bind_hostname)` or `(acceptor, max_size)`.

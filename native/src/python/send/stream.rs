@@ -4,8 +4,8 @@
 //! Overloaded constructors are resolved in Python (spead2/send/_streams.py); each factory here
 //! has one fixed signature.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use crate::python::common::ThreadPool;
 use crate::python::convert::{os_error, signed, unsigned, unsigned_usize};
 use crate::python::detached::Detached;
 use crate::python::inproc::InprocQueue;
+use crate::python::net::{dup_socket_fd, resolve};
 use crate::send::group::GroupMode;
 use crate::send::heap::SendHeap;
 use crate::send::stream::{
@@ -88,17 +89,6 @@ impl PyBytesBuffer {
     }
 }
 
-fn resolve(host: &str, port: u16) -> PyResult<SocketAddr> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
-    }
-    (host, port)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| PyRuntimeError::new_err(format!("resolve: host not found: {host}")))
-}
-
 fn endpoints(list: Vec<(String, u16)>) -> PyResult<Vec<SocketAddr>> {
     list.iter()
         .map(|(host, port)| resolve(host, *port))
@@ -113,18 +103,6 @@ fn optional_address(address: &str) -> PyResult<Option<IpAddr>> {
         .parse()
         .map(Some)
         .map_err(|_| PyValueError::new_err(format!("invalid interface address {address}")))
-}
-
-/// Duplicates a Python socket's fd, so the caller may close its socket object.
-fn dup_fd(sock: &Bound<'_, PyAny>) -> PyResult<OwnedFd> {
-    let fd: RawFd = sock.call_method0("fileno")?.extract()?;
-    // SAFETY: F_DUPFD_CLOEXEC on a caller-supplied fd returns a new fd (or -1) that we own.
-    let new_fd = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if new_fd < 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
-    // SAFETY: new_fd is a fresh descriptor owned by nothing else.
-    Ok(unsafe { OwnedFd::from_raw_fd(new_fd) })
 }
 
 /// UDP to `endpoints`; `mode` is "unicast", "multicast", "multicast_v4" or "multicast_v6".
@@ -173,7 +151,7 @@ pub fn udp_socket_writer(
     endpoints_list: Vec<(String, u16)>,
 ) -> PyResult<Writer> {
     let addrs = endpoints(endpoints_list)?;
-    let writer = UdpWriter::from_socket(dup_fd(socket)?, &addrs).map_err(writer_error)?;
+    let writer = UdpWriter::from_socket(dup_socket_fd(socket)?, &addrs).map_err(writer_error)?;
     Ok(Writer::wrap(writer))
 }
 
@@ -202,7 +180,7 @@ pub fn tcp_connect_writer(
 /// TCP over an existing connected socket (duplicated).
 #[pyfunction]
 pub fn tcp_socket_writer(socket: &Bound<'_, PyAny>) -> PyResult<Writer> {
-    Ok(Writer::wrap(TcpWriter::from_socket(dup_fd(socket)?)))
+    Ok(Writer::wrap(TcpWriter::from_socket(dup_socket_fd(socket)?)))
 }
 
 /// Packets appended to memory; returns the writer and a handle to read the bytes.
