@@ -24,8 +24,14 @@ echo "== cargo test (release)"
 echo "== build the extension (release)"
 .venv/bin/maturin develop --release --quiet
 
-echo "== ruff"
-.venv/bin/ruff check spead2 tests
+echo "== the gateway (service/) and its codegen/typing tools"
+.venv/bin/pip install -q -e ./service "grpcio-tools==1.85.1" mypy types-protobuf grpc-stubs
+echo "== generated protobuf code is current"
+bash scripts/gen_proto.sh --check
+
+echo "== ruff and mypy"
+.venv/bin/ruff check spead2 tests service
+.venv/bin/mypy service/spead2_gateway
 
 echo "== pytest"
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
