@@ -35,3 +35,7 @@ echo "== ruff and mypy"
 
 echo "== pytest"
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+
+echo "== Go client: generated stubs current, vet, tests (end to end against the daemon)"
+bash scripts/gen_go_proto.sh --check
+(cd clients/go && go vet ./... && go test -count=1 ./...)

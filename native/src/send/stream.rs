@@ -405,10 +405,14 @@ impl Shared {
         self.lock().queue.pop_front()
     }
 
-    /// Delivers a group's result. An async completion is queued before the group's heaps
-    /// leave `outstanding`, so a finished `flush` implies its completions are visible; a
-    /// ticket is set after, so a woken sync caller finds the room its heaps held.
+    /// Delivers a group's result. The heaps leave `outstanding` and an async completion is
+    /// queued under the same lock, so whoever sees the completion also finds the room its
+    /// heaps held (a sender that awaits a future and sends again must not get EAGAIN), and a
+    /// finished `flush` implies its completions are visible. A ticket is set after, for the
+    /// same reason.
     fn complete(&self, heaps: usize, notify: Notify, result: SendResult) {
+        let mut state = self.lock();
+        state.outstanding -= heaps;
         let ticket = match notify {
             Notify::Queue(id) => {
                 self.completions.push(Completion { id, result });
@@ -416,8 +420,6 @@ impl Shared {
             }
             Notify::Ticket(slot) => Some((slot, result)),
         };
-        let mut state = self.lock();
-        state.outstanding -= heaps;
         if state.outstanding == 0 {
             self.idle.notify_all();
         }

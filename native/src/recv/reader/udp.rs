@@ -71,7 +71,7 @@ pub fn set_receive_buffer(socket: &Socket, size: usize) -> io::Result<()> {
     if granted < size {
         log::warn!(
             "requested socket buffer size {size} but only received {granted}: \
-             raise net.core.rmem_max to allow larger buffers"
+             refer to documentation for details on increasing buffer size"
         );
     }
     Ok(())

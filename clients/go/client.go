@@ -1,0 +1,355 @@
+// Package gateway is a Go client of the spead2 gateway daemon (service
+// spead2.gateway.v1.Gateway): list streams, subscribe to heaps with items decoded into Go
+// slices, watch statistics and send heaps. Every call takes a context; cancelling it or
+// passing its deadline ends the call.
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
+
+	pb "github.com/spead2-rs/spead2-gateway-go/gen/gatewayv1"
+)
+
+// DefaultMaxMessageBytes is the default limit on message size, matching the Python client:
+// larger than the gateway's fragment size, so split heaps always fit.
+const DefaultMaxMessageBytes = 64 << 20
+
+// DefaultKeepalive is the default ping interval on idle connections. The gateway accepts
+// client pings down to its min_ping_interval (at most 10 s).
+const DefaultKeepalive = 20 * time.Second
+
+type options struct {
+	tlsConfig  *tls.Config
+	token      string
+	keepalive  time.Duration
+	maxMessage int
+	extra      []grpc.DialOption
+}
+
+// Option configures Dial.
+type Option func(*options)
+
+// WithTLS connects over TLS with this configuration (set RootCAs for a private CA and
+// Certificates for mutual TLS). Without it the connection is plaintext.
+func WithTLS(config *tls.Config) Option { return func(o *options) { o.tlsConfig = config } }
+
+// WithToken sends "authorization: Bearer <token>" with every call.
+func WithToken(token string) Option { return func(o *options) { o.token = token } }
+
+// WithKeepalive sets the interval of keepalive pings (0 disables them; gRPC raises values
+// under 10 s to 10 s).
+func WithKeepalive(interval time.Duration) Option { return func(o *options) { o.keepalive = interval } }
+
+// WithMaxMessageBytes sets the largest message sent or received.
+func WithMaxMessageBytes(n int) Option { return func(o *options) { o.maxMessage = n } }
+
+// WithDialOptions adds raw gRPC dial options (applied last).
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(o *options) { o.extra = append(o.extra, opts...) }
+}
+
+// Client is a connection to a gateway. It is safe for concurrent use.
+type Client struct {
+	conn *grpc.ClientConn
+	api  pb.GatewayClient
+}
+
+// bearer implements credentials.PerRPCCredentials. It is allowed on plaintext connections
+// because the gateway is commonly used over loopback without TLS.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearer) RequireTransportSecurity() bool { return false }
+
+// Dial creates a client of the gateway at target ("host:port", or any gRPC target). The
+// connection is made lazily, on the first call.
+func Dial(target string, opts ...Option) (*Client, error) {
+	o := options{keepalive: DefaultKeepalive, maxMessage: DefaultMaxMessageBytes}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	dial := []grpc.DialOption{
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxMessage), grpc.MaxCallSendMsgSize(o.maxMessage)),
+	}
+	if o.tlsConfig != nil {
+		dial = append(dial, grpc.WithTransportCredentials(credentials.NewTLS(o.tlsConfig)))
+	} else {
+		dial = append(dial, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	if o.token != "" {
+		dial = append(dial, grpc.WithPerRPCCredentials(bearer(o.token)))
+	}
+	if o.keepalive > 0 {
+		dial = append(dial, grpc.WithKeepaliveParams(keepalive.ClientParameters{
+			Time: o.keepalive, Timeout: 20 * time.Second, PermitWithoutStream: true,
+		}))
+	}
+	dial = append(dial, o.extra...)
+	conn, err := grpc.NewClient(target, dial...)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{conn: conn, api: pb.NewGatewayClient(conn)}, nil
+}
+
+// Close closes the connection; calls in progress fail.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// API is the generated client, for anything this package does not wrap.
+func (c *Client) API() pb.GatewayClient { return c.api }
+
+// ListStreams returns every receive and send stream of the daemon.
+func (c *Client) ListStreams(ctx context.Context) ([]*pb.StreamInfo, error) {
+	resp, err := c.api.ListStreams(ctx, &pb.ListStreamsRequest{})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetStreams(), nil
+}
+
+// GetStream returns a stream's configuration, item descriptors and statistics.
+func (c *Client) GetStream(ctx context.Context, name string) (*pb.StreamDetail, error) {
+	return c.api.GetStream(ctx, &pb.GetStreamRequest{Name: name})
+}
+
+// SubscribeOption configures Subscribe.
+type SubscribeOption func(*pb.SubscribeRequest)
+
+// ItemNames keeps only the items with these names (together with ItemIDs: either matches).
+func ItemNames(names ...string) SubscribeOption {
+	return func(r *pb.SubscribeRequest) { r.ItemNames = append(r.ItemNames, names...) }
+}
+
+// ItemIDs keeps only the items with these ids (together with ItemNames: either matches).
+func ItemIDs(ids ...uint64) SubscribeOption {
+	return func(r *pb.SubscribeRequest) { r.ItemIds = append(r.ItemIds, ids...) }
+}
+
+// EveryNth delivers every nth heap.
+func EveryNth(n uint32) SubscribeOption { return func(r *pb.SubscribeRequest) { r.EveryNth = n } }
+
+// IncludeIncomplete also delivers heaps that were not completely received.
+func IncludeIncomplete() SubscribeOption {
+	return func(r *pb.SubscribeRequest) { r.IncludeIncomplete = true }
+}
+
+// QueueDepth asks for a queue of n heaps (capped by the server).
+func QueueDepth(n uint32) SubscribeOption { return func(r *pb.SubscribeRequest) { r.QueueDepth = n } }
+
+// Subscription is a stream of heaps. Recv is not safe for concurrent use.
+type Subscription struct {
+	stream grpc.ServerStreamingClient[pb.Heap]
+	cancel context.CancelFunc
+	reasm  reassembler
+	header metadata.MD
+	lost   uint64
+	// A message or error read while waiting for the initial metadata.
+	pending    *pb.Heap
+	pendingErr error
+}
+
+// Subscribe starts receiving the heaps of a receive stream. The subscription lasts until ctx
+// ends, Close is called, or the server ends it (Recv then returns io.EOF or the status).
+func (c *Client) Subscribe(ctx context.Context, stream string, opts ...SubscribeOption) (*Subscription, error) {
+	req := &pb.SubscribeRequest{Stream: stream}
+	for _, opt := range opts {
+		opt(req)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	call, err := c.api.Subscribe(ctx, req)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	// The initial metadata arrives with the first response or an early error; waiting
+	// for it surfaces NOT_FOUND and friends here rather than on the first Recv.
+	header, err := call.Header()
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	sub := &Subscription{stream: call, cancel: cancel, header: header}
+	if len(header) == 0 {
+		// No initial metadata: the server answered trailers-only, i.e. the call already
+		// ended. Reading once gives its status (NOT_FOUND, UNAUTHENTICATED, ...).
+		msg, err := call.Recv()
+		if err != nil && !errors.Is(err, io.EOF) {
+			cancel()
+			return nil, err
+		}
+		sub.pending, sub.pendingErr = msg, err
+	}
+	return sub, nil
+}
+
+// Recv returns the next heap (reassembled from its fragments if it was split), io.EOF when
+// the server ended the subscription normally, or the call's error.
+func (s *Subscription) Recv() (*Heap, error) {
+	for {
+		msg, err := s.next()
+		if err != nil {
+			return nil, err
+		}
+		heap, err := s.reasm.feed(msg)
+		if err != nil {
+			s.cancel()
+			return nil, err
+		}
+		if heap != nil {
+			s.lost += heap.Lost
+			return heap, nil
+		}
+	}
+}
+
+func (s *Subscription) next() (*pb.Heap, error) {
+	if s.pending != nil || s.pendingErr != nil {
+		msg, err := s.pending, s.pendingErr
+		s.pending, s.pendingErr = nil, nil
+		return msg, err
+	}
+	return s.stream.Recv()
+}
+
+// Lost is the number of heaps lost so far, from gaps in the sequence numbers.
+func (s *Subscription) Lost() uint64 { return s.lost }
+
+// QueueDepth is the queue depth in force for this subscription (0 if the server did not say).
+func (s *Subscription) QueueDepth() int { return headerInt(s.header, "x-queue-depth") }
+
+// SubscriberID is the server's id of this subscription (0 if the server did not say).
+func (s *Subscription) SubscriberID() int { return headerInt(s.header, "x-subscriber-id") }
+
+// Close ends the subscription.
+func (s *Subscription) Close() { s.cancel() }
+
+func headerInt(md metadata.MD, key string) int {
+	values := md.Get(key)
+	if len(values) == 0 {
+		return 0
+	}
+	n, err := strconv.Atoi(values[0])
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// StatsWatch is a stream of statistics updates.
+type StatsWatch struct {
+	stream grpc.ServerStreamingClient[pb.StatsUpdate]
+	cancel context.CancelFunc
+}
+
+// WatchStats receives the statistics of the named streams (none: all) every interval (0:
+// the server's default of one second; the server enforces a minimum).
+func (c *Client) WatchStats(ctx context.Context, interval time.Duration, streams ...string) (*StatsWatch, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	call, err := c.api.WatchStats(ctx, &pb.WatchStatsRequest{Streams: streams, IntervalSeconds: interval.Seconds()})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return &StatsWatch{stream: call, cancel: cancel}, nil
+}
+
+// Recv returns the next update, io.EOF when the server ended the watch, or the error.
+func (w *StatsWatch) Recv() (*pb.StatsUpdate, error) { return w.stream.Recv() }
+
+// Close ends the watch.
+func (w *StatsWatch) Close() { w.cancel() }
+
+// SendHeap is one heap to transmit.
+type SendHeap struct {
+	StartOfStream bool
+	EndOfStream   bool
+	// Descriptors: new or changed item descriptions, sent with this heap.
+	Descriptors []*pb.Descriptor
+	// Cnt is the heap counter (0: the stream allocates the next one).
+	Cnt   uint64
+	Items []*pb.Item
+}
+
+// NewItem builds an item value from a Go slice or scalar of a common type (see
+// EncodeValue). shape nil means a 1-D array of the slice's length for a slice, and a 0-d
+// value for a scalar.
+func NewItem(id uint64, name string, value any, shape []uint64) (*pb.Item, error) {
+	dtype, data, err := EncodeValue(value)
+	if err != nil {
+		return nil, err
+	}
+	if shape == nil {
+		if _, scalar := scalarKind(value); !scalar {
+			et := parseDtype(dtype)
+			shape = []uint64{uint64(len(data) / et.size)}
+		}
+	}
+	return &pb.Item{Id: id, Name: name, Dtype: dtype, Shape: shape, Data: data}, nil
+}
+
+func scalarKind(value any) (string, bool) {
+	switch value.(type) {
+	case bool, uint8, int8, uint16, int16, uint32, int32, uint64, int64, float32, float64, complex64, complex128:
+		return "", true
+	}
+	return "", false
+}
+
+// SendResult counts what a Send call transmitted.
+type SendResult struct {
+	Heaps uint64
+	Bytes uint64
+}
+
+// Sender streams heaps into a send stream. Not safe for concurrent use.
+type Sender struct {
+	stream  grpc.ClientStreamingClient[pb.SendRequest, pb.SendResponse]
+	name    string
+	started bool
+}
+
+// Send opens a call that transmits heaps into the send stream name.
+func (c *Client) Send(ctx context.Context, name string) (*Sender, error) {
+	call, err := c.api.Send(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Sender{stream: call, name: name}, nil
+}
+
+// Send queues one heap. An error other than io.EOF is final; io.EOF means the server ended
+// the call, and Close returns its status.
+func (s *Sender) Send(h *SendHeap) error {
+	req := &pb.SendRequest{
+		StartOfStream: h.StartOfStream, EndOfStream: h.EndOfStream,
+		Descriptors: h.Descriptors, Cnt: h.Cnt, Items: h.Items,
+	}
+	if !s.started {
+		req.Stream = s.name
+		s.started = true
+	}
+	return s.stream.Send(req)
+}
+
+// Close ends the call and waits until every heap is on the wire.
+func (s *Sender) Close() (SendResult, error) {
+	resp, err := s.stream.CloseAndRecv()
+	if err != nil {
+		return SendResult{}, err
+	}
+	return SendResult{Heaps: resp.GetHeaps(), Bytes: resp.GetBytes()}, nil
+}
