@@ -43,7 +43,6 @@ from spead2.tools.cmdline import (
 )
 
 PROG = "spead2_send.py"
-_MAX_RETRY_DELAY = 0.1  # seconds; beyond this a full queue is a real error
 
 
 @dataclass
@@ -172,27 +171,9 @@ class Sender:
             await self._in_flight.popleft()
         if self.counts.started is None:
             self.counts.started = time.monotonic()
-        future = await self._submit(heap, substream)
+        future = self.stream.async_send_heap(heap, substream_index=substream)
         future.add_done_callback(lambda f: self._account(f, data))
         self._in_flight.append(future)
-
-    async def _submit(self, heap: spead2.send.Heap, substream: int) -> asyncio.Future[int]:
-        """Queues a heap, first waiting for the stream to release finished heaps.
-
-        Having awaited a completed heap should guarantee room, but a stream may free the slot
-        a moment after it signals completion. Waiting on the stream's count of queued heaps
-        (``_active``, present in spead2 too) closes that window without provoking the
-        "queue is full" error; a full queue that persists is still reported.
-        """
-        delay = 0.0
-        while True:
-            if getattr(self.stream, "_active", 0) < self.max_heaps or delay > _MAX_RETRY_DELAY:
-                future = self.stream.async_send_heap(heap, substream_index=substream)
-                full = future.done() and isinstance(future.exception(), BlockingIOError)
-                if not full or delay > _MAX_RETRY_DELAY:
-                    return future
-            await asyncio.sleep(delay)
-            delay = max(delay * 2, 1e-5)
 
     def _account(self, future: asyncio.Future[int], data: bool) -> None:
         if not future.cancelled() and future.exception() is None:
