@@ -44,10 +44,16 @@ impl AsRef<[u8]> for RawBuffer {
 }
 
 impl Drop for RawBuffer {
+    /// Releases the view with the GIL. During interpreter shutdown (a worker dropping a
+    /// reader after the main thread began finalising) it cannot attach, so the view is
+    /// leaked: the process is exiting and the exporter's memory goes with it.
     fn drop(&mut self) {
-        Python::attach(|_| {
+        let released = Python::try_attach(|_| {
             // SAFETY: the view was filled by PyObject_GetBuffer and is released exactly once.
             unsafe { ffi::PyBuffer_Release(&mut *self.view) };
         });
+        if released.is_none() {
+            log::debug!("leaking a Python buffer view at interpreter shutdown");
+        }
     }
 }

@@ -25,7 +25,9 @@ impl<T: Send> Deref for Detached<T> {
 
 impl<T: Send> Drop for Detached<T> {
     fn drop(&mut self) {
-        let value = self.0.take();
-        Python::attach(|py| py.detach(move || drop(value)));
+        let mut value = self.0.take();
+        Python::try_attach(|py| py.detach(|| drop(value.take())));
+        // Not attached and cannot attach (shutdown): no GIL is held, so just drop.
+        drop(value);
     }
 }

@@ -101,12 +101,17 @@ fn method_for(level: log::Level) -> &'static str {
 
 fn run(rx: Receiver<Record>, logger: Py<PyAny>) {
     while let Ok(Record::Message(level, text)) = rx.recv() {
-        Python::attach(|py| {
+        let logged = Python::try_attach(|py| {
             if let Err(e) = logger.call_method1(py, method_for(level), (text,)) {
                 e.print(py);
             }
         });
+        if logged.is_none() {
+            break; // the interpreter is shutting down
+        }
     }
+    // `logger` cannot be released without the interpreter once it is gone.
+    std::mem::forget(logger);
 }
 
 /// Installs the forwarder once per process.
