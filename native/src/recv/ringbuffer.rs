@@ -26,6 +26,10 @@ pub enum PushError {
 struct State<T> {
     items: VecDeque<T>,
     stopped: bool,
+    /// Threads blocked in `pop`/`push`: a condvar notify is a syscall, so skip it when no one
+    /// waits (the common case at high heap rates).
+    consumers_waiting: usize,
+    producers_waiting: usize,
 }
 
 pub struct Ringbuffer<T> {
@@ -58,6 +62,8 @@ impl<T> Ringbuffer<T> {
             state: Mutex::new(State {
                 items: VecDeque::with_capacity(capacity),
                 stopped: false,
+                consumers_waiting: 0,
+                producers_waiting: 0,
             }),
             data_available: Condvar::new(),
             space_available: Condvar::new(),
@@ -100,7 +106,9 @@ impl<T> Ringbuffer<T> {
     fn push_locked(&self, state: &mut State<T>, item: T) {
         state.items.push_back(item);
         self.signal(1);
-        self.data_available.notify_one();
+        if state.consumers_waiting > 0 {
+            self.data_available.notify_one();
+        }
     }
 
     pub fn try_push(&self, item: T) -> Result<(), (PushError, T)> {
@@ -126,10 +134,12 @@ impl<T> Ringbuffer<T> {
                 self.push_locked(&mut state, item);
                 return Ok(());
             }
+            state.producers_waiting += 1;
             state = self
                 .space_available
                 .wait(state)
                 .unwrap_or_else(|e| e.into_inner());
+            state.producers_waiting -= 1;
         }
     }
 
@@ -137,7 +147,9 @@ impl<T> Ringbuffer<T> {
         match state.items.pop_front() {
             Some(item) => {
                 self.consume_signal();
-                self.space_available.notify_one();
+                if state.producers_waiting > 0 {
+                    self.space_available.notify_one();
+                }
                 Ok(item)
             }
             None if state.stopped => Err(PopError::Stopped),
@@ -155,10 +167,12 @@ impl<T> Ringbuffer<T> {
         loop {
             match self.pop_locked(&mut state) {
                 Err(PopError::Empty) => {
+                    state.consumers_waiting += 1;
                     state = self
                         .data_available
                         .wait(state)
                         .unwrap_or_else(|e| e.into_inner());
+                    state.consumers_waiting -= 1;
                 }
                 other => return other,
             }
@@ -176,11 +190,13 @@ impl<T> Ringbuffer<T> {
                     if now >= deadline {
                         return Err(PopError::Empty);
                     }
+                    state.consumers_waiting += 1;
                     state = self
                         .data_available
                         .wait_timeout(state, deadline - now)
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
+                    state.consumers_waiting -= 1;
                 }
                 other => return other,
             }
