@@ -1,0 +1,616 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmarks: our spead2 against the reference spead2 4.5.1.
+
+Every workload in bench/workloads/ is a plain spead2-API script. This runner executes each one
+as a subprocess with both interpreters, alternating (ours, peer, ours, peer, ...) for --rounds
+rounds, and prints the medians and the median of the per-round ratios ours/peer. It prints
+figures only: nothing here asserts on timing.
+
+    python bench/run.py [all|recv|send|udp|rate|memory ...] [--ours PY] [--peer PY] [--rounds N]
+
+Only the standard library is needed to run this file; the workloads need numpy and spead2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+WORKLOADS = BENCH_DIR / "workloads"
+SUITES = ("recv", "send", "udp", "rate", "memory")
+MiB = 1 << 20
+KiB = 1 << 10
+
+Result = dict[str, Any]
+
+
+class WorkloadError(RuntimeError):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Running workloads
+
+
+@dataclass
+class Env:
+    ours: str
+    peer: str
+    workdir: Path
+    rounds: int
+    verbose: bool
+    raw: list[dict[str, Any]] = field(default_factory=list)
+
+    def python(self, lib: str) -> str:
+        return self.ours if lib == "ours" else self.peer
+
+
+def clean_environ() -> dict[str, str]:
+    """No PYTHONPATH: a stray path could import the source tree instead of the installed build.
+
+    OpenBLAS (loaded with numpy by both libraries) keeps spinning helper threads that steal a
+    core on a small machine; one thread is enough, since no workload does linear algebra.
+    """
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    env.pop("PYTHONHOME", None)
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # keep bench/workloads free of __pycache__
+    return env
+
+
+def load_average() -> str:
+    try:
+        return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "load average unknown"
+
+
+def parse_result(stdout: str, what: str) -> Result:
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise WorkloadError(f"{what}: no JSON result on stdout")
+    return json.loads(lines[-1])
+
+
+def run_workload(
+    env: Env, python: str, script: str, args: list[str], timeout: float = 120
+) -> Result:
+    cmd = [python, str(WORKLOADS / script), *args]
+    if env.verbose:
+        print("   $", " ".join(cmd), file=sys.stderr)
+    try:
+        proc = subprocess.run(
+            cmd,
+            cwd=env.workdir,
+            env=clean_environ(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise WorkloadError(f"{script} timed out after {timeout} s") from exc
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.splitlines()[-15:])
+        raise WorkloadError(f"{script} exited with {proc.returncode}:\n{tail}")
+    return parse_result(proc.stdout, script)
+
+
+def start_listener(env: Env, python: str, script: str, args: list[str]) -> tuple:
+    """Start a receiver workload and wait for its ``READY <port>`` line."""
+    cmd = [python, str(WORKLOADS / script), *args]
+    if env.verbose:
+        print("   $", " ".join(cmd), "&", file=sys.stderr)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=env.workdir,
+        env=clean_environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    line = proc.stdout.readline() if ready else ""
+    if not line.startswith("READY "):
+        proc.kill()
+        _, err = proc.communicate()
+        raise WorkloadError(f"{script} did not become ready:\n{err[-2000:]}")
+    return proc, int(line.split()[1])
+
+
+def finish_listener(proc: subprocess.Popen, script: str, timeout: float = 60) -> Result:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        proc.kill()
+        proc.communicate()
+        raise WorkloadError(f"{script} did not finish") from exc
+    if proc.returncode != 0:
+        raise WorkloadError(f"{script} exited with {proc.returncode}:\n{err[-2000:]}")
+    return parse_result(out, script)
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics and printing
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def fmt(value: float, unit: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if unit == "%":
+        return f"{value * 100:+.2f}%"
+    if unit == "frac":
+        return f"{value * 100:.1f}%"
+    if unit == "MiB":
+        return f"{value / MiB:.1f} MiB"
+    if abs(value) >= 1000:
+        return f"{value:,.0f} {unit}".strip()
+    return f"{value:.3g} {unit}".strip()
+
+
+@dataclass
+class Metric:
+    key: str  # key in the per-round dict built by the case
+    label: str
+    unit: str
+    ratio: bool = True  # whether ours/peer is a meaningful figure
+
+
+def print_header(title: str) -> None:
+    print(f"\n== {title}  [{load_average()}]")
+    print(
+        f"   {'case':<44} {'metric':<16} {'ours (median)':>16} {'peer (median)':>16} "
+        f"{'ours/peer':>10}  {'ratio range':>13}"
+    )
+
+
+def report(
+    name: str, metrics: list[Metric], rounds: list[tuple[Result | None, Result | None]]
+) -> None:
+    for metric in metrics:
+        pairs = [
+            (o.get(metric.key) if o else None, p.get(metric.key) if p else None) for o, p in rounds
+        ]
+        o = [a for a, _ in pairs if a is not None]
+        p = [b for _, b in pairs if b is not None]
+        ratios = [a / b for a, b in pairs if a is not None and b] if metric.ratio else []
+        ratio = f"{median(ratios):.2f}" if ratios else "-"
+        spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else ""
+        print(
+            f"   {name:<44} {metric.label:<16} {fmt(median(o), metric.unit):>16} "
+            f"{fmt(median(p), metric.unit):>16} {ratio:>10}  {spread:>13}",
+            flush=True,
+        )
+        name = ""
+
+
+def compare(
+    env: Env,
+    suite: str,
+    name: str,
+    metrics: list[Metric],
+    run_one: Callable[[str], Result],
+    rounds: int | None = None,
+) -> None:
+    """Alternate ours/peer for the given rounds and print one block of rows."""
+    results: list[tuple[Result | None, Result | None]] = []
+    for _ in range(rounds or env.rounds):
+        pair: list[Result | None] = []
+        for lib in ("ours", "peer"):
+            try:
+                pair.append(run_one(lib))
+            except WorkloadError as exc:
+                print(f"   {name}: {lib} failed: {exc}", flush=True)
+                pair.append(None)
+        results.append((pair[0], pair[1]))
+    env.raw.append({"suite": suite, "case": name, "rounds": results})
+    report(name, metrics, results)
+
+
+# ---------------------------------------------------------------------------------------------
+# Suites
+
+# (label, heap size, packet size, heaps in the generated buffer)
+RECV_SHAPES = [
+    ("1 MiB heaps, 9000 B packets", MiB, 9000, 256),
+    ("4 KiB heaps, 1472 B packets", 4 * KiB, 1472, 32768),
+]
+THROUGHPUT = [Metric("gbps", "payload Gb/s", "Gb/s"), Metric("heaps_per_s", "heaps/s", "/s")]
+
+
+def run_simple(env: Env, script: str, args: list[str], lib: str) -> Result:
+    return run_workload(env, env.python(lib), script, args)
+
+
+def generated_stream(env: Env, heap_size: int, packet_size: int, heaps: int) -> Path:
+    """Generate the input bytes once per run, with the reference library."""
+    path = env.workdir / f"stream-{heap_size}-{packet_size}-{heaps}.bin"
+    if not path.exists():
+        run_workload(
+            env,
+            env.peer,
+            "gen_stream.py",
+            [
+                "--heap-size",
+                str(heap_size),
+                "--packet-size",
+                str(packet_size),
+                "--heaps",
+                str(heaps),
+                "--descriptors",
+                "--out",
+                str(path),
+            ],
+        )
+    return path
+
+
+def suite_recv(env: Env) -> None:
+    print_header("recv: Stream.add_buffer_reader of pre-generated bytes (same bytes for both)")
+    for mode, note in (("raw", "get heaps only"), ("items", "+ ItemGroup.update")):
+        for label, heap_size, packet_size, heaps in RECV_SHAPES:
+            path = generated_stream(env, heap_size, packet_size, heaps)
+            args = [
+                "--file",
+                str(path),
+                "--heap-size",
+                str(heap_size),
+                "--mode",
+                mode,
+                "--min-time",
+                "0.4",
+            ]
+            compare(
+                env,
+                "recv",
+                f"{label}, {note}",
+                THROUGHPUT,
+                partial(run_simple, env, "recv_buffer.py", args),
+            )
+
+
+def suite_send(env: Env) -> None:
+    print_header("send: packetise into a BytesStream")
+    for mode, note in (("heap", "send_heap loop"), ("heaps", "send_heaps x16")):
+        for label, heap_size, packet_size, _ in RECV_SHAPES:
+            heaps = 64 if heap_size >= MiB else 4096
+            args = [
+                "--heap-size",
+                str(heap_size),
+                "--packet-size",
+                str(packet_size),
+                "--heaps",
+                str(heaps),
+                "--mode",
+                mode,
+                "--min-time",
+                "0.4",
+            ]
+            compare(
+                env,
+                "send",
+                f"{label}, {note}",
+                THROUGHPUT,
+                partial(run_simple, env, "send_bytes.py", args),
+            )
+
+
+def udp_pair(env: Env, recv_lib: str, send_lib: str, heap_size: int, packet_size: int) -> Result:
+    proc, port = start_listener(
+        env, env.python(recv_lib), "udp_recv.py", ["--heap-size", str(heap_size), "--timeout", "10"]
+    )
+    try:
+        sent = run_workload(
+            env,
+            env.python(send_lib),
+            "udp_send.py",
+            [
+                "--port",
+                str(port),
+                "--heap-size",
+                str(heap_size),
+                "--packet-size",
+                str(packet_size),
+                "--duration",
+                "1.0",
+            ],
+            timeout=30,
+        )
+    except WorkloadError:
+        proc.kill()
+        proc.communicate()
+        raise
+    got = finish_listener(proc, "udp_recv.py")
+    return {
+        "recv_gbps": got["gbps"],
+        "send_gbps": sent["gbps"],
+        "complete": got["heaps_complete"] / sent["heaps_sent"],
+        "sent": sent["heaps_sent"],
+        "receiver": got,
+    }
+
+
+def udp_same(env: Env, heap_size: int, packet_size: int, lib: str) -> Result:
+    return udp_pair(env, lib, lib, heap_size, packet_size)
+
+
+def udp_cross(env: Env, heap_size: int, packet_size: int, lib: str) -> Result:
+    """lib sends, the other library receives."""
+    other = "peer" if lib == "ours" else "ours"
+    return udp_pair(env, other, lib, heap_size, packet_size)
+
+
+UDP_METRICS = [
+    Metric("recv_gbps", "recv Gb/s", "Gb/s"),
+    Metric("complete", "heaps complete", "frac"),
+    Metric("send_gbps", "send Gb/s", "Gb/s"),
+]
+
+
+def suite_udp(env: Env, cross: bool) -> None:
+    print_header("udp: loopback, two processes, unlimited rate (ours->ours vs peer->peer)")
+    for label, heap_size, packet_size, _ in RECV_SHAPES:
+        compare(env, "udp", label, UDP_METRICS, partial(udp_same, env, heap_size, packet_size))
+    if not cross:
+        return
+    print_header("udp cross: 'ours' column = ours->peer (we send), 'peer' = peer->ours (we recv)")
+    for label, heap_size, packet_size, _ in RECV_SHAPES:
+        compare(
+            env,
+            "udp-cross",
+            label,
+            UDP_METRICS,
+            partial(udp_cross, env, heap_size, packet_size),
+            rounds=max(1, env.rounds // 2),
+        )
+
+
+def rate_run(env: Env, gbps: float, packet_size: int, lib: str) -> Result:
+    """Send 1 MiB heaps at gbps (0 = unlimited) to a library-neutral socket sink.
+
+    A rate-limited run queues all its heaps in one send_heaps call, so the queue never runs
+    dry and the limiter is measured in steady state (both libraries forgive idle time).
+    """
+    heap_size = MiB
+    if gbps:
+        heaps = max(16, math.ceil(gbps * 1e9 / 8 * 0.5 / heap_size))  # ~0.5 s of data
+        amount = ["--heaps", str(heaps), "--batch", str(heaps)]
+    else:
+        amount = ["--duration", "0.5", "--batch", "16"]
+    proc, port = start_listener(env, sys.executable, "sock_recv.py", ["--idle", "0.5"])
+    try:
+        sent = run_workload(
+            env,
+            env.python(lib),
+            "udp_send.py",
+            [
+                "--port",
+                str(port),
+                "--heap-size",
+                str(heap_size),
+                "--packet-size",
+                str(packet_size),
+                "--rate-gbps",
+                str(gbps),
+                *amount,
+                "--no-end",
+            ],
+            timeout=60,
+        )
+    except WorkloadError:
+        proc.kill()
+        proc.communicate()
+        raise
+    got = finish_listener(proc, "sock_recv.py")
+    configured = gbps * 1e9 / 8
+    expected_bytes = sent["heaps_sent"] * sent["wire_bytes_per_heap"]
+    return {
+        "send_gbps": sent["wire_bytes_per_s"] * 8 / 1e9,
+        "recv_gbps": got["bytes_per_s"] * 8 / 1e9,
+        "send_err": sent["wire_bytes_per_s"] / configured - 1 if gbps else None,
+        "recv_err": got["bytes_per_s"] / configured - 1 if gbps else None,
+        "loss": 1 - got["bytes"] / expected_bytes,
+        "sender": sent,
+        "receiver": got,
+    }
+
+
+RATE_METRICS = [
+    Metric("send_gbps", "Gb/s @ sender", "Gb/s"),
+    Metric("recv_gbps", "Gb/s @ socket", "Gb/s"),
+    Metric("send_err", "error @ sender", "%", ratio=False),
+    Metric("recv_err", "error @ socket", "%", ratio=False),
+    Metric("loss", "bytes lost", "frac", ratio=False),
+]
+
+
+def suite_rate(env: Env) -> None:
+    print_header(
+        "rate: UDP send rate accuracy, 1 MiB heaps; Gb/s of SPEAD bytes (headers + "
+        "payload) vs configured Gb/s*1e9/8; 'unlimited' shows the ceiling"
+    )
+    for gbps in (1.0, 5.0, 0.0):
+        for packet_size in (1472, 8972):
+            label = f"{gbps:g} Gb/s" if gbps else "unlimited"
+            metrics = RATE_METRICS if gbps else RATE_METRICS[:2] + RATE_METRICS[4:]
+            compare(
+                env,
+                "rate",
+                f"{label}, {packet_size} B packets",
+                metrics,
+                partial(rate_run, env, gbps, packet_size),
+            )
+
+
+# (max_free, initial, ring heaps)
+MEMORY_CONFIGS = [(16, 16, 16), (4, 4, 32)]
+
+
+def memory_run(env: Env, path: Path, max_free: int, initial: int, ring: int, lib: str) -> Result:
+    got = run_workload(
+        env,
+        env.python(lib),
+        "memory.py",
+        [
+            "--file",
+            str(path),
+            "--heap-size",
+            str(MiB),
+            "--lower",
+            str(MiB),
+            "--upper",
+            str(MiB),
+            "--max-free",
+            str(max_free),
+            "--initial",
+            str(initial),
+            "--ring-heaps",
+            str(ring),
+        ],
+    )
+    bound = got["pool_bytes"] + got["ring_bytes"]
+    return {
+        "peak": got["peak_minus_baseline_bytes"],
+        "bound": bound,
+        "of_bound": got["peak_minus_baseline_bytes"] / bound,
+        "raw": got,
+    }
+
+
+MEMORY_METRICS = [
+    Metric("peak", "peak RSS added", "MiB"),
+    Metric("bound", "pool+ring", "MiB", ratio=False),
+    Metric("of_bound", "peak/(pool+ring)", "frac", ratio=False),
+]
+
+
+def suite_memory(env: Env) -> None:
+    print_header("memory: peak RSS of a pool-backed ring stream, 256 x 1 MiB heaps from memory")
+    path = generated_stream(env, MiB, 9000, 256)
+    for max_free, initial, ring in MEMORY_CONFIGS:
+        name = f"pool(1M,1M,{max_free},{initial}) ring {ring}"
+        compare(
+            env,
+            "memory",
+            name,
+            MEMORY_METRICS,
+            partial(memory_run, env, path, max_free, initial, ring),
+            rounds=max(1, min(env.rounds, 3)),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+
+
+def describe(env: Env) -> None:
+    git = subprocess.run(
+        ["git", "-C", str(REPO), "log", "-1", "--format=%h %cd", "--date=short"],
+        capture_output=True,
+        text=True,
+    )
+    if git.returncode == 0:
+        print(f"repo HEAD: {git.stdout.strip()} (the build under test may differ)")
+    probe = "import spead2, os; print(spead2.__version__, os.path.dirname(spead2.__file__))"
+    for lib in ("ours", "peer"):
+        python = env.python(lib)
+        proc = subprocess.run(
+            [python, "-c", probe],
+            cwd=env.workdir,
+            env=clean_environ(),
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            sys.exit(f"{lib}: {python} cannot import spead2:\n{proc.stderr}")
+        version, where = proc.stdout.split(maxsplit=1)
+        where = where.strip()
+        print(f"{lib}: {python}\n      spead2 {version} from {where}")
+        if Path(where).resolve() == (REPO / "spead2").resolve():
+            print(
+                "      WARNING: this is the source tree (an editable/develop install); make "
+                "sure it was built with --release",
+                file=sys.stderr,
+            )
+
+
+def default_python(var: str, venv: str) -> str:
+    return os.environ.get(var) or str(REPO / venv / "bin" / "python")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("suites", nargs="*", default=["all"], choices=("all", *SUITES))
+    parser.add_argument(
+        "--ours",
+        default=default_python("SPEAD2_BENCH_OURS", ".venv"),
+        help="interpreter with our spead2 (env SPEAD2_BENCH_OURS; default .venv/bin/python)",
+    )
+    parser.add_argument(
+        "--peer",
+        default=default_python("SPEAD2_BENCH_PEER", ".venv-peer"),
+        help="interpreter with spead2 4.5.1 (env SPEAD2_BENCH_PEER; default .venv-peer/bin/python)",
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per case")
+    parser.add_argument(
+        "--no-cross", action="store_true", help="udp: skip the mixed ours->peer / peer->ours runs"
+    )
+    parser.add_argument("--json", help="also write every raw result to this file")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print each command")
+    args = parser.parse_args()
+    suites = SUITES if "all" in args.suites else tuple(s for s in SUITES if s in args.suites)
+
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="spead2-bench-") as tmp:
+        env = Env(
+            ours=args.ours,
+            peer=args.peer,
+            workdir=Path(tmp),
+            rounds=args.rounds,
+            verbose=args.verbose,
+        )
+        print(
+            f"spead2 side-by-side benchmarks, {time.strftime('%Y-%m-%d %H:%M')}, "
+            f"{os.cpu_count()} CPUs, {args.rounds} rounds (ours, peer alternating), "
+            f"{load_average()}"
+        )
+        describe(env)
+        runners: dict[str, Callable[[], None]] = {
+            "recv": lambda: suite_recv(env),
+            "send": lambda: suite_send(env),
+            "udp": lambda: suite_udp(env, cross=not args.no_cross),
+            "rate": lambda: suite_rate(env),
+            "memory": lambda: suite_memory(env),
+        }
+        for suite in suites:
+            runners[suite]()
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(env.raw, f, indent=1)
+    print(f"\ntotal {time.monotonic() - start:.0f} s, {load_average()}")
+
+
+if __name__ == "__main__":
+    main()
