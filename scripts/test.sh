@@ -25,12 +25,12 @@ echo "== build the extension (release)"
 .venv/bin/maturin develop --release --quiet
 
 echo "== the gateway (service/) and its codegen/typing tools"
-.venv/bin/pip install -q -e ./service "grpcio-tools==1.85.1" mypy types-protobuf grpc-stubs
+.venv/bin/pip install -q -e ./service "grpcio-tools==1.85.1" mypy types-protobuf grpc-stubs pyyaml
 echo "== generated protobuf code is current"
 bash scripts/gen_proto.sh --check
 
 echo "== ruff and mypy"
-.venv/bin/ruff check spead2 tests service
+.venv/bin/ruff check spead2 tests service deploy bench
 .venv/bin/mypy service/spead2_gateway
 
 echo "== pytest"
@@ -39,3 +39,6 @@ echo "== pytest"
 echo "== Go client: generated stubs current, vet, tests (end to end against the daemon)"
 bash scripts/gen_go_proto.sh --check
 (cd clients/go && go vet ./... && go test -count=1 ./...)
+
+echo "== deploy checks: alert rules (promtool), compose, kustomize render, strict manifest decode"
+PYTHON_YAML=.venv/bin/python bash scripts/check_deploy.sh

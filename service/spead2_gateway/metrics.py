@@ -16,19 +16,20 @@ To add metrics, extend :meth:`StreamCollector.collect` (or register another coll
 
 from __future__ import annotations
 
+import platform
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from spead2_gateway._proto import gateway_pb2 as pb
 from spead2_gateway.config import split_host_port
 
-__all__ = ["GrpcMetrics", "Metrics", "StreamCollector", "StreamSnapshot"]
+__all__ = ["BuildInfoCollector", "GrpcMetrics", "Metrics", "StreamCollector", "StreamSnapshot"]
 
 PREFIX = "spead2_gateway"
 # spead2 statistics that are maxima, not counters.
@@ -47,10 +48,16 @@ class StreamSnapshot:
 
 
 class _Monotonic:
-    """The largest value seen per series, so exported counters never decrease."""
+    """The largest value seen per series, so exported counters never decrease.
+
+    Series that a scrape no longer produces (a subscriber that left) are forgotten at the
+    end of that scrape, so the cache holds only live series: subscriber ids only ever grow,
+    and remembering each one would leak memory over the daemon's lifetime.
+    """
 
     def __init__(self) -> None:
         self._last: dict[tuple[str, tuple[str, ...]], float] = {}
+        self._seen: set[tuple[str, tuple[str, ...]]] = set()
         self._lock = threading.Lock()
 
     def __call__(self, metric: str, labels: tuple[str, ...], value: float) -> float:
@@ -58,7 +65,18 @@ class _Monotonic:
         with self._lock:
             best = max(self._last.get(key, 0.0), value)
             self._last[key] = best
+            self._seen.add(key)
         return best
+
+    def forget_unseen(self) -> None:
+        """Drops every series not produced since the previous call."""
+        with self._lock:
+            self._last = {k: v for k, v in self._last.items() if k in self._seen}
+            self._seen = set()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._last)
 
 
 class _Families:
@@ -114,6 +132,7 @@ class StreamCollector(Collector):
                 _receive(families, stream.name, stream.stats)
             else:
                 _send(families, stream.name, stream.stats)
+        self._monotonic.forget_unseen()
         yield from families
 
     def describe(self) -> list[Metric]:
@@ -228,6 +247,27 @@ def _send(f: _Families, name: str, stats: pb.StreamStats) -> None:
             f.counter(f"send_{stat}", f"Send stream statistic {stat}", ["stream"], [name], value)
 
 
+class BuildInfoCollector(Collector):
+    """``spead2_gateway_build_info``: versions as labels, value 1 (a constant series)."""
+
+    def __init__(self) -> None:
+        import spead2
+
+        from spead2_gateway import __version__
+
+        self._labels = {
+            "version": __version__,
+            "spead2_version": str(spead2.__version__),
+            "python_version": platform.python_version(),
+        }
+
+    def collect(self) -> Iterator[Metric]:
+        """One series with the versions of the gateway, spead2 and Python."""
+        family = InfoMetricFamily(f"{PREFIX}_build", "Versions of the gateway, spead2 and Python")
+        family.add_metric([], self._labels)
+        yield family
+
+
 class GrpcMetrics:
     """Request counts and latencies per gRPC method and status code."""
 
@@ -273,6 +313,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.streams = StreamCollector(snapshot)
         self.registry.register(self.streams)
+        self.registry.register(BuildInfoCollector())
         self.grpc = GrpcMetrics(self.registry)
         self._server: Any = None
         self.address: str | None = None
