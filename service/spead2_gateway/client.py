@@ -744,6 +744,23 @@ class Subscription:
         self.cancel()
 
 
+def _open_channel(
+    module: Any,
+    target: str,
+    tls: bool,
+    certificates: tuple[bytes | None, bytes | None, bytes | None],
+    max_message_bytes: int,
+    options: Iterable[tuple[str, Any]],
+) -> Any:
+    """A channel from ``module`` (``grpc`` or ``grpc.aio``): TLS when asked or when any
+    certificate is given, plain text otherwise."""
+    creds = _credentials(tls, *certificates)
+    opts = _channel_options(max_message_bytes, options)
+    if creds is None:
+        return module.insecure_channel(target, options=opts)
+    return module.secure_channel(target, creds, options=opts)
+
+
 class GatewayClient(_ClientBase):
     """A synchronous connection to a gateway.
 
@@ -766,12 +783,13 @@ class GatewayClient(_ClientBase):
         timeout: float = 10.0,
     ) -> None:
         super().__init__(token)
-        creds = _credentials(tls, root_certificates, private_key, certificate_chain)
-        opts = _channel_options(max_message_bytes, options)
-        self.channel = (
-            grpc.insecure_channel(target, options=opts)
-            if creds is None
-            else grpc.secure_channel(target, creds, options=opts)
+        self.channel = _open_channel(
+            grpc,
+            target,
+            tls,
+            (root_certificates, private_key, certificate_chain),
+            max_message_bytes,
+            options,
         )
         self.timeout = timeout
         self._m = _Methods(self.channel)
@@ -890,12 +908,13 @@ class AsyncGatewayClient(_ClientBase):
         timeout: float = 10.0,
     ) -> None:
         super().__init__(token)
-        creds = _credentials(tls, root_certificates, private_key, certificate_chain)
-        opts = _channel_options(max_message_bytes, options)
-        self.channel = (
-            grpc.aio.insecure_channel(target, options=opts)
-            if creds is None
-            else grpc.aio.secure_channel(target, creds, options=opts)
+        self.channel = _open_channel(
+            grpc.aio,
+            target,
+            tls,
+            (root_certificates, private_key, certificate_chain),
+            max_message_bytes,
+            options,
         )
         self.timeout = timeout
         self._m = _Methods(self.channel)
