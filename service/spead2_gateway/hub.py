@@ -90,6 +90,7 @@ class SubscriberCounters:
     queued_bytes: int
     queue_depth: int
     delivered_heaps: int
+    delivered_bytes: int
     dropped_heaps: int
 
 
@@ -129,6 +130,7 @@ class Subscription:
         self._next_sequence = 1
         self.queued_bytes = 0
         self.delivered = 0
+        self.delivered_bytes = 0
         self.dropped = 0
         self._closed: SubscriptionClosed | None = None
 
@@ -184,6 +186,7 @@ class Subscription:
         item = self._queue.popleft()
         self.queued_bytes -= item.nbytes
         self.delivered += 1
+        self.delivered_bytes += item.nbytes
         prefix = wire.subscriber_prefix(item.sequence, self.dropped)
         return [prefix + body for body in item.bodies]
 
@@ -281,7 +284,15 @@ class Hub:
         """(heaps published, heaps dropped by any subscriber, each live subscriber)."""
         with self.lock:
             subs = [
-                SubscriberCounters(s.id, s.queued, s.queued_bytes, s.depth, s.delivered, s.dropped)
+                SubscriberCounters(
+                    s.id,
+                    s.queued,
+                    s.queued_bytes,
+                    s.depth,
+                    s.delivered,
+                    s.delivered_bytes,
+                    s.dropped,
+                )
                 for s in self._subs.values()
             ]
             return self.published, self.dropped_total, subs

@@ -231,6 +231,13 @@ def _receive(f: _Families, name: str, stats: pb.StreamStats) -> None:
             sub.delivered_heaps,
         )
         f.counter(
+            "subscriber_delivered_bytes",
+            "Bytes of heap messages delivered to a subscriber",
+            sub_labels,
+            values,
+            sub.delivered_bytes,
+        )
+        f.counter(
             "subscriber_dropped_heaps",
             "Heaps a subscriber lost (queue full)",
             sub_labels,

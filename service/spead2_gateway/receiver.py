@@ -370,6 +370,7 @@ class ReceiveStream:
                 queued_bytes=c.queued_bytes,
                 queue_depth=c.queue_depth,
                 delivered_heaps=c.delivered_heaps,
+                delivered_bytes=c.delivered_bytes,
                 dropped_heaps=c.dropped_heaps,
             )
         return message

@@ -55,8 +55,11 @@ async def test_byte_limit_keeps_at_least_the_newest_heap() -> None:
     assert sub.queued == 2 and sub.dropped == 3
     hub.publish(envelope(6, size=10_000))  # alone above the limit: still delivered
     assert sub.queued == 1
+    queued_bytes = sub.queued_bytes
     heap = await take(sub)
     assert (heap.cnt, heap.sequence, heap.dropped) == (6, 6, 5)
+    # Delivered bytes count what left the queue: the one 10 kB heap, not the dropped ones.
+    assert sub.delivered_bytes == queued_bytes > 10_000
 
 
 async def test_one_slow_subscriber_does_not_affect_another() -> None:

@@ -47,7 +47,7 @@ def test_departed_subscribers_are_forgotten() -> None:
     for sub_id in range(3, 200):
         current[0] = _stats(5, [sub_id])
         text = generate_latest(metrics.registry).decode()
-    assert len(metrics.streams._monotonic) == size_with_two - 2  # two counters per subscriber
+    assert len(metrics.streams._monotonic) == size_with_two - 3  # three counters per subscriber
     assert (
         metric_value(text, "spead2_gateway_subscriber_delivered_heaps_total", subscriber="2")
         is None

@@ -159,20 +159,22 @@ class StreamDetail(_message.Message):
     def __init__(self, info: _Optional[_Union[StreamInfo, _Mapping]] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., descriptors: _Optional[_Iterable[_Union[Descriptor, _Mapping]]] = ..., stats: _Optional[_Union[StreamStats, _Mapping]] = ...) -> None: ...
 
 class SubscriberStats(_message.Message):
-    __slots__ = ("id", "queued_heaps", "queued_bytes", "queue_depth", "delivered_heaps", "dropped_heaps")
+    __slots__ = ("id", "queued_heaps", "queued_bytes", "queue_depth", "delivered_heaps", "dropped_heaps", "delivered_bytes")
     ID_FIELD_NUMBER: _ClassVar[int]
     QUEUED_HEAPS_FIELD_NUMBER: _ClassVar[int]
     QUEUED_BYTES_FIELD_NUMBER: _ClassVar[int]
     QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
     DELIVERED_HEAPS_FIELD_NUMBER: _ClassVar[int]
     DROPPED_HEAPS_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_BYTES_FIELD_NUMBER: _ClassVar[int]
     id: int
     queued_heaps: int
     queued_bytes: int
     queue_depth: int
     delivered_heaps: int
     dropped_heaps: int
-    def __init__(self, id: _Optional[int] = ..., queued_heaps: _Optional[int] = ..., queued_bytes: _Optional[int] = ..., queue_depth: _Optional[int] = ..., delivered_heaps: _Optional[int] = ..., dropped_heaps: _Optional[int] = ...) -> None: ...
+    delivered_bytes: int
+    def __init__(self, id: _Optional[int] = ..., queued_heaps: _Optional[int] = ..., queued_bytes: _Optional[int] = ..., queue_depth: _Optional[int] = ..., delivered_heaps: _Optional[int] = ..., dropped_heaps: _Optional[int] = ..., delivered_bytes: _Optional[int] = ...) -> None: ...
 
 class StreamStats(_message.Message):
     __slots__ = ("stream", "kind", "counters", "drops", "ring_depth", "ring_capacity", "ring_high_water", "memory_pool", "published_heaps", "subscriber_dropped_heaps", "subscribers", "restarts")

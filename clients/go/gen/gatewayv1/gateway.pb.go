@@ -879,6 +879,8 @@ type SubscriberStats struct {
 	QueueDepth     uint64                 `protobuf:"varint,4,opt,name=queue_depth,json=queueDepth,proto3" json:"queue_depth,omitempty"`
 	DeliveredHeaps uint64                 `protobuf:"varint,5,opt,name=delivered_heaps,json=deliveredHeaps,proto3" json:"delivered_heaps,omitempty"`
 	DroppedHeaps   uint64                 `protobuf:"varint,6,opt,name=dropped_heaps,json=droppedHeaps,proto3" json:"dropped_heaps,omitempty"`
+	// Bytes of heap messages delivered (as serialised for this subscriber's filter).
+	DeliveredBytes uint64 `protobuf:"varint,7,opt,name=delivered_bytes,json=deliveredBytes,proto3" json:"delivered_bytes,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -951,6 +953,13 @@ func (x *SubscriberStats) GetDeliveredHeaps() uint64 {
 func (x *SubscriberStats) GetDroppedHeaps() uint64 {
 	if x != nil {
 		return x.DroppedHeaps
+	}
+	return 0
+}
+
+func (x *SubscriberStats) GetDeliveredBytes() uint64 {
+	if x != nil {
+		return x.DeliveredBytes
 	}
 	return 0
 }
@@ -1415,7 +1424,7 @@ const file_spead2_gateway_v1_gateway_proto_rawDesc = "" +
 	"\x04info\x18\x01 \x01(\v2\x1d.spead2.gateway.v1.StreamInfoR\x04info\x12/\n" +
 	"\x06config\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x06config\x12?\n" +
 	"\vdescriptors\x18\x03 \x03(\v2\x1d.spead2.gateway.v1.DescriptorR\vdescriptors\x124\n" +
-	"\x05stats\x18\x04 \x01(\v2\x1e.spead2.gateway.v1.StreamStatsR\x05stats\"\xd6\x01\n" +
+	"\x05stats\x18\x04 \x01(\v2\x1e.spead2.gateway.v1.StreamStatsR\x05stats\"\xff\x01\n" +
 	"\x0fSubscriberStats\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12!\n" +
 	"\fqueued_heaps\x18\x02 \x01(\x04R\vqueuedHeaps\x12!\n" +
@@ -1423,7 +1432,8 @@ const file_spead2_gateway_v1_gateway_proto_rawDesc = "" +
 	"\vqueue_depth\x18\x04 \x01(\x04R\n" +
 	"queueDepth\x12'\n" +
 	"\x0fdelivered_heaps\x18\x05 \x01(\x04R\x0edeliveredHeaps\x12#\n" +
-	"\rdropped_heaps\x18\x06 \x01(\x04R\fdroppedHeaps\"\x9b\x06\n" +
+	"\rdropped_heaps\x18\x06 \x01(\x04R\fdroppedHeaps\x12'\n" +
+	"\x0fdelivered_bytes\x18\a \x01(\x04R\x0edeliveredBytes\"\x9b\x06\n" +
 	"\vStreamStats\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x121\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1d.spead2.gateway.v1.StreamKindR\x04kind\x12H\n" +
