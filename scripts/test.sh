@@ -30,7 +30,7 @@ echo "== generated protobuf code is current"
 bash scripts/gen_proto.sh --check
 
 echo "== ruff and mypy"
-.venv/bin/ruff check spead2 tests service deploy bench
+.venv/bin/ruff check spead2 tests service deploy bench scripts docs/examples
 .venv/bin/mypy service/spead2_gateway
 
 echo "== pytest"
@@ -39,6 +39,9 @@ echo "== pytest"
 echo "== Go client: generated stubs current, vet, tests (end to end against the daemon)"
 bash scripts/gen_go_proto.sh --check
 (cd clients/go && go vet ./... && go test -count=1 ./...)
+
+echo "== docs: generated pages current, examples run, mkdocs --strict"
+bash scripts/build_docs.sh
 
 echo "== deploy checks: alert rules (promtool), compose, kustomize render, strict manifest decode"
 PYTHON_YAML=.venv/bin/python bash scripts/check_deploy.sh

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Generate docs/grpc-reference.md from proto/spead2/gateway/v1/gateway.proto.
+
+A small parser for the subset of proto3 the file uses (services, rpcs, messages, enums,
+scalar/repeated/map fields) that keeps the ``//`` comments written above each declaration.
+
+    python scripts/gen_grpc_reference.py           # rewrite the page
+    python scripts/gen_grpc_reference.py --check   # exit 1 if the page is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTO = ROOT / "proto" / "spead2" / "gateway" / "v1" / "gateway.proto"
+OUTPUT = ROOT / "docs" / "grpc-reference.md"
+
+RPC_RE = re.compile(
+    r"^rpc\s+(\w+)\s*\(\s*(stream\s+)?([\w.]+)\s*\)\s*returns\s*\(\s*(stream\s+)?([\w.]+)\s*\)\s*;$"
+)
+FIELD_RE = re.compile(
+    r"^(repeated\s+)?(map<\s*\w+\s*,\s*[\w.]+\s*>|[\w.]+)\s+(\w+)\s*=\s*(\d+)\s*;$"
+)
+ENUM_VALUE_RE = re.compile(r"^(\w+)\s*=\s*(-?\d+)\s*;$")
+BLOCK_RE = re.compile(r"^(service|message|enum)\s+(\w+)\s*\{\s*(\})?$")
+
+
+@dataclass
+class Member:
+    """An rpc, a field or an enum value, with its comment."""
+
+    name: str
+    detail: tuple[str, ...]
+    comment: str
+
+
+@dataclass
+class Block:
+    """A service, message or enum."""
+
+    kind: str
+    name: str
+    comment: str
+    members: list[Member] = field(default_factory=list)
+
+
+@dataclass
+class ProtoFile:
+    """What the page shows: the header comment, the package and every block in order."""
+
+    header: str = ""
+    package: str = ""
+    blocks: list[Block] = field(default_factory=list)
+
+
+def parse(text: str) -> ProtoFile:
+    """Parse ``text``; raises ValueError on a line the subset does not cover."""
+    result = ProtoFile()
+    comment: list[str] = []
+    current: Block | None = None
+    seen_syntax = False
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if line.startswith("//"):
+            body = line[2:].strip()
+            if not set(body) <= {"-"} or not body:
+                comment.append(body)
+            continue
+        if not line:
+            # A comment followed by a blank line is a section title or the file header, not
+            # the documentation of the next declaration.
+            if not seen_syntax and comment:
+                result.header = _join(comment)
+            comment = []
+            continue
+        text_comment = _join(comment)
+        comment = []
+        if line.startswith("syntax"):
+            seen_syntax = True
+            if text_comment and not result.header:
+                result.header = text_comment
+        elif line.startswith(("import ", "option ")):
+            pass
+        elif line.startswith("package "):
+            result.package = line.removeprefix("package ").rstrip(";").strip()
+        elif current is None and (match := BLOCK_RE.match(line)):
+            block = Block(match.group(1), match.group(2), text_comment)
+            result.blocks.append(block)
+            current = None if match.group(3) else block
+        elif current is not None and line == "}":
+            current = None
+        elif current is not None and current.kind == "service" and (match := RPC_RE.match(line)):
+            request = ("stream " if match.group(2) else "") + match.group(3)
+            response = ("stream " if match.group(4) else "") + match.group(5)
+            current.members.append(Member(match.group(1), (request, response), text_comment))
+        elif current is not None and current.kind == "message" and (match := FIELD_RE.match(line)):
+            kind = ("repeated " if match.group(1) else "") + re.sub(r"\s+", "", match.group(2))
+            kind = kind.replace(",", ", ")
+            current.members.append(Member(match.group(3), (kind, match.group(4)), text_comment))
+        elif (
+            current is not None and current.kind == "enum" and (match := ENUM_VALUE_RE.match(line))
+        ):
+            current.members.append(Member(match.group(1), (match.group(2),), text_comment))
+        else:
+            raise ValueError(f"{PROTO.name}:{number}: cannot parse {line!r}")
+    return result
+
+
+def _join(lines: list[str]) -> str:
+    return " ".join(line for line in lines if line)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|") or "-"
+
+
+def _type_link(kind: str, names: set[str]) -> str:
+    """``repeated Item`` as text with each type name in code, linked when defined here."""
+
+    def one(match: re.Match[str]) -> str:
+        word = match.group(0)
+        if word in ("repeated", "stream", "map"):
+            return word
+        return f"[`{word}`](#{word.lower()})" if word in names else f"`{word}`"
+
+    return re.sub(r"[\w.]+", one, kind)
+
+
+def render(proto: ProtoFile) -> str:
+    names = {b.name for b in proto.blocks if b.kind != "service"}
+    lines = [
+        "# gRPC API reference",
+        "",
+        "<!-- GENERATED by scripts/gen_grpc_reference.py from",
+        "     proto/spead2/gateway/v1/gateway.proto; do not edit by hand. -->",
+        "",
+        f"Package `{proto.package}`, file `proto/spead2/gateway/v1/gateway.proto`. The daemon",
+        'also serves the standard `grpc.health.v1.Health` service (the gateway as `""`, each',
+        "receive stream as `receive/<name>`). Behaviour beyond these comments (fan-out, status",
+        "codes, item encoding) is described in [the gateway guide](gateway.md).",
+        "",
+        proto.header,
+        "",
+    ]
+    for block in proto.blocks:
+        if block.kind == "service":
+            lines += [f"## Service `{block.name}`", "", block.comment or "", ""]
+            lines += ["| RPC | request | response | description |", "|---|---|---|---|"]
+            for m in block.members:
+                request, response = (_type_link(k, names) for k in m.detail)
+                lines.append(f"| `{m.name}` | {request} | {response} | {_cell(m.comment)} |")
+            lines.append("")
+    lines += ["## Messages and enums", ""]
+    for block in proto.blocks:
+        if block.kind == "service":
+            continue
+        lines += [f"### {block.name}", ""]
+        if block.comment:
+            lines += [block.comment, ""]
+        if not block.members:
+            lines += ["No fields.", ""]
+        elif block.kind == "enum":
+            lines += ["| value | number | description |", "|---|---|---|"]
+            for m in block.members:
+                lines.append(f"| `{m.name}` | {m.detail[0]} | {_cell(m.comment)} |")
+            lines.append("")
+        else:
+            lines += ["| field | type | number | description |", "|---|---|---|---|"]
+            for m in block.members:
+                kind = _type_link(m.detail[0], names)
+                lines.append(f"| `{m.name}` | {kind} | {m.detail[1]} | {_cell(m.comment)} |")
+            lines.append("")
+    return "\n".join(lines).replace("\n\n\n", "\n\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if the page is stale")
+    args = parser.parse_args()
+    text = render(parse(PROTO.read_text(encoding="utf-8")))
+    if args.check:
+        current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
+        if current != text:
+            diff = difflib.unified_diff(
+                current.splitlines(), text.splitlines(), str(OUTPUT), "generated", lineterm=""
+            )
+            print("\n".join(list(diff)[:40]), file=sys.stderr)
+            print(f"{OUTPUT} is stale: run python {__file__}", file=sys.stderr)
+            return 1
+        return 0
+    OUTPUT.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
