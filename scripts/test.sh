@@ -40,6 +40,9 @@ echo "== Go client: generated stubs current, vet, tests (end to end against the 
 bash scripts/gen_go_proto.sh --check
 (cd clients/go && go vet ./... && go test -count=1 ./...)
 
+echo "== fuzz smoke run (coverage-guided, libFuzzer on stable): 10 s per target"
+bash scripts/fuzz_smoke.sh 10
+
 echo "== docs: generated pages current, examples run, mkdocs --strict"
 bash scripts/build_docs.sh
 
