@@ -22,7 +22,9 @@ class StreamStatConfig:
 
 class StreamConfig:
     DEFAULT_MAX_HEAPS: ClassVar[int]
+    DEFAULT_MAX_HEAP_SIZE: ClassVar[int]
     max_heaps: int
+    max_heap_size: int
     substreams: int
     bug_compat: int
     memcpy: int

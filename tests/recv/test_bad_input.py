@@ -286,6 +286,23 @@ def test_enormous_heap_lengths_do_not_allocate() -> None:
     assert grown < RSS_LIMIT, f"RSS grew by {grown >> 20} MiB"
 
 
+def test_max_heap_size_rejects_larger_heaps_before_allocating() -> None:
+    """``StreamConfig.max_heap_size`` (ours only) caps what one heap may claim or reach."""
+    limit = SIZE + 100
+    over = [
+        P.data_packet(4, limit + 1, 0, b"x" * 100),  # claims one byte too many
+        P.data_packet(5, None, limit, b"x" * 100),  # unsized, payload reaches past the cap
+    ]
+    heaps, stream = receive_inproc(with_valid(over), max_heap_size=limit)
+    assert [(h["type"], h["cnt"]) for h in heaps] == VALID_CNTS
+    assert heaps[1]["items"][0]["data"] == P.value_bytes(2, SIZE)
+    assert drops(stream) == {"heap_too_large": 2}
+    assert spead2.recv.StreamConfig(max_heap_size=limit).max_heap_size == limit
+    assert spead2.recv.StreamConfig().max_heap_size == spead2.recv.StreamConfig.DEFAULT_MAX_HEAP_SIZE
+    with pytest.raises(ValueError, match="max_heap_size cannot be 0"):
+        spead2.recv.StreamConfig(max_heap_size=0)
+
+
 def test_valid_56_bit_heaps_after_hostile_ones() -> None:
     b56 = 56
     items = [P.Item(0x20, P.value_bytes(3, SIZE)), P.Item(0x21, 3)]

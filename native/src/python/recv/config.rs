@@ -109,8 +109,9 @@ pub struct StreamConfig {
     pub memory_allocator: Py<MemoryAllocator>,
 }
 
-const STREAM_CONFIG_KEYS: [&str; 10] = [
+const STREAM_CONFIG_KEYS: [&str; 11] = [
     "max_heaps",
+    "max_heap_size",
     "substreams",
     "bug_compat",
     "memcpy",
@@ -176,6 +177,26 @@ impl StreamConfig {
     fn set_max_heaps(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         self.core.max_heaps =
             nonzero(unsigned_usize(value, "max_heaps")?, "max_heaps cannot be 0")?;
+        Ok(())
+    }
+
+    #[classattr]
+    const DEFAULT_MAX_HEAP_SIZE: u64 = crate::recv::config::DEFAULT_MAX_HEAP_SIZE;
+
+    /// Not in spead2: the largest heap (payload bytes) a packet may claim or reach; packets
+    /// beyond it are rejected before anything is allocated.
+    #[getter]
+    fn max_heap_size(&self) -> u64 {
+        self.core.max_heap_size
+    }
+
+    #[setter]
+    fn set_max_heap_size(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let size = unsigned(value, "max_heap_size")?;
+        if size == 0 {
+            return Err(PyValueError::new_err("max_heap_size cannot be 0"));
+        }
+        self.core.max_heap_size = size;
         Ok(())
     }
 
