@@ -1,5 +1,6 @@
 //! The send stream shared by every transport: configuration, a bounded queue of heap
-//! groups, cnt allocation, and a sender thread that packetises, rate-limits and writes.
+//! groups, cnt allocation, and a sender thread that packetises, rate-limits and writes
+//! (or, for a blocking send on an idle stream, the calling thread does: see `send_heaps`).
 //!
 //! Threading: each stream has its own sender thread (the `thread_pool` argument of the
 //! Python constructors is accepted but not used for sending). A dedicated thread can sleep
@@ -364,15 +365,20 @@ struct State {
     next_cnt: u64,
     cnt_step: u64,
     next_id: u64,
+    /// Some thread (the sender thread, or a caller sending inline) owns the engine and is
+    /// sending. Taken with the queue in one critical section, so groups go out in order.
+    busy: bool,
     /// Set by drop: the sender finishes the queue, then exits.
     stopping: bool,
-    /// Set if the sender thread failed: nothing more is accepted.
+    /// Set if sending panicked: nothing more is accepted.
     closed: bool,
 }
 
 struct Shared {
     state: Mutex<State>,
-    /// The sender waits here for groups (or stop).
+    /// The packetiser, rate limiter and writer; locked by whoever holds `busy`.
+    engine: Mutex<Engine>,
+    /// The sender thread waits here for groups (or stop).
     work: Condvar,
     /// `flush` waits here for `outstanding` to reach 0.
     idle: Condvar,
@@ -384,17 +390,25 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Next group; blocks while there is none. None once stopping and drained. The flag
-    /// says whether the queue had run dry (the stream was idle).
-    fn next_group(&self) -> Option<(Queued, bool)> {
+    fn engine(&self) -> MutexGuard<'_, Engine> {
+        self.engine.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// For the sender thread: the next group, taking `busy`; blocks while there is none
+    /// or another thread is sending. None once stopping and drained. The flag says whether
+    /// the queue had run dry (the stream was idle).
+    fn claim_next(&self) -> Option<(Queued, bool)> {
         let mut state = self.lock();
         let mut waited = false;
         loop {
-            if let Some(group) = state.queue.pop_front() {
-                return Some((group, waited));
-            }
-            if state.stopping {
-                return None;
+            if !state.busy {
+                if let Some(group) = state.queue.pop_front() {
+                    state.busy = true;
+                    return Some((group, waited));
+                }
+                if state.stopping {
+                    return None;
+                }
             }
             waited = true;
             state = self.work.wait(state).unwrap_or_else(|e| e.into_inner());
@@ -403,6 +417,17 @@ impl Shared {
 
     fn try_next_group(&self) -> Option<Queued> {
         self.lock().queue.pop_front()
+    }
+
+    /// Gives up `busy`; the sender thread takes over whatever was queued meanwhile.
+    fn release(&self) {
+        let mut state = self.lock();
+        state.busy = false;
+        let queued = !state.queue.is_empty() || state.stopping;
+        drop(state);
+        if queued {
+            self.work.notify_one();
+        }
     }
 
     /// Delivers a group's result. The heaps leave `outstanding` and an async completion is
@@ -428,6 +453,21 @@ impl Shared {
             slot.set(result);
         }
     }
+
+    /// Sends `first` (and, if `more`, every group queued while sending) with the engine,
+    /// then releases `busy`. A panic fails every pending group and closes the stream, so
+    /// no caller waits forever.
+    fn send(&self, first: Queued, was_idle: bool, more: bool) {
+        let mut engine = self.engine();
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            engine.send(self, first, was_idle, more)
+        }));
+        if outcome.is_err() {
+            engine.fail_everything(self);
+        }
+        drop(engine);
+        self.release();
+    }
 }
 
 /// A send stream over one writer. Dropping it sends everything queued, then stops the
@@ -436,6 +476,8 @@ pub struct Stream {
     shared: Arc<Shared>,
     config: StreamConfig,
     num_substreams: usize,
+    /// The writer never blocks for long, so a blocking send may run on the caller's thread.
+    inline: bool,
     sender: Option<JoinHandle<()>>,
 }
 
@@ -443,6 +485,8 @@ impl Stream {
     pub fn new(config: StreamConfig, writer: Box<dyn Writer>) -> Result<Stream, StreamError> {
         config.validate().map_err(StreamError::Config)?;
         // As spead2, a too-small max_packet_size is reported when a heap is sent.
+        let num_substreams = writer.num_substreams();
+        let inline = writer.may_run_inline();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
@@ -450,23 +494,25 @@ impl Stream {
                 next_cnt: 1,
                 cnt_step: 1,
                 next_id: 0,
+                busy: false,
                 stopping: false,
                 closed: false,
             }),
+            engine: Mutex::new(Engine::new(writer, &config)),
             work: Condvar::new(),
             idle: Condvar::new(),
             completions: Completions::new().map_err(StreamError::Io)?,
         });
-        let num_substreams = writer.num_substreams();
-        let sender = Sender::new(shared.clone(), writer, &config);
+        let thread_shared = shared.clone();
         let handle = std::thread::Builder::new()
             .name("spead2-send".into())
-            .spawn(move || sender.run())
+            .spawn(move || sender_thread(&thread_shared))
             .map_err(StreamError::Io)?;
         Ok(Stream {
             shared,
             config,
             num_substreams,
+            inline,
             sender: Some(handle),
         })
     }
@@ -491,16 +537,26 @@ impl Stream {
         Ok(())
     }
 
-    /// Queues a group; its result arrives through the returned ticket.
+    /// Sends a group; its result arrives through the returned ticket.
+    ///
+    /// When the stream is idle, its writer cannot block for long and the group is not rate
+    /// limited, the group is sent on the calling thread before this returns (the ticket is
+    /// then already set): a blocking caller would only wait for the sender thread anyway,
+    /// and the two thread switches cost more than packetising a small heap.
     pub fn send_heaps(&self, group: &[HeapRef], mode: GroupMode) -> Result<Ticket, SendError> {
         let slot = Arc::new(TicketSlot::default());
-        self.submit(group, mode, |_| Notify::Ticket(slot.clone()))?;
+        let inline = self.inline && group.iter().all(|h| self.heap_rate(h) == 0.0);
+        let (_, claimed) = self.submit(group, mode, |_| Notify::Ticket(slot.clone()), inline)?;
+        if let Some(queued) = claimed {
+            self.shared.send(queued, true, false);
+        }
         Ok(Ticket { slot })
     }
 
     /// Queues a group; its result arrives as a `Completion` with the returned id.
     pub fn send_heaps_async(&self, group: &[HeapRef], mode: GroupMode) -> Result<u64, SendError> {
-        self.submit(group, mode, Notify::Queue)
+        self.submit(group, mode, Notify::Queue, false)
+            .map(|(id, _)| id)
     }
 
     /// Readable while `take_completions` has something to return (for `loop.add_reader`).
@@ -539,12 +595,15 @@ impl Stream {
         state.outstanding == 0
     }
 
+    /// Validates and accepts a group. With `inline`, an idle stream hands the group back
+    /// with `busy` taken, for the caller to send; otherwise it is queued for the thread.
     fn submit(
         &self,
         group: &[HeapRef],
         mode: GroupMode,
         notify: impl FnOnce(u64) -> Notify,
-    ) -> Result<u64, SendError> {
+        inline: bool,
+    ) -> Result<(u64, Option<Queued>), SendError> {
         if group.is_empty() {
             log::warn!("Empty heap group");
             return Err(SendError::EmptyGroup);
@@ -569,15 +628,20 @@ impl Stream {
         state.next_id = id.wrapping_add(1);
         state.next_cnt = next_cnt;
         state.outstanding += group.len();
-        state.queue.push_back(Queued {
+        let queued = Queued {
             generator: GroupGenerator::new(generators, mode),
             substreams: group.iter().map(|h| h.substream_index).collect(),
             rates: group.iter().map(|h| self.heap_rate(h)).collect(),
             notify: notify(id),
-        });
+        };
+        if inline && !state.busy && state.queue.is_empty() {
+            state.busy = true;
+            return Ok((id, Some(queued)));
+        }
+        state.queue.push_back(queued);
         drop(state);
         self.shared.work.notify_one();
-        Ok(id)
+        Ok((id, None))
     }
 
     /// Generators for every heap of a group with their cnts, and the cnt sequence's next
@@ -631,6 +695,14 @@ impl Drop for Stream {
     }
 }
 
+/// The sender thread: sends queued groups until the stream stops and the queue is drained.
+fn sender_thread(shared: &Shared) {
+    rate::reduce_timer_slack();
+    while let Some((queued, was_idle)) = shared.claim_next() {
+        shared.send(queued, was_idle, true);
+    }
+}
+
 /// A group whose packets are being produced or written.
 struct InFlight {
     queued: Queued,
@@ -638,9 +710,8 @@ struct InFlight {
     error: Option<io::Error>,
 }
 
-/// The sender thread's state.
-struct Sender {
-    shared: Arc<Shared>,
+/// What turns groups into written packets: used by one thread at a time (see `busy`).
+struct Engine {
     writer: Box<dyn Writer>,
     limiter: RateLimiter,
     /// Groups with packets in the current batch (the last may have packets left).
@@ -654,10 +725,9 @@ struct Sender {
     deadline: Option<Instant>,
 }
 
-impl Sender {
-    fn new(shared: Arc<Shared>, writer: Box<dyn Writer>, config: &StreamConfig) -> Self {
-        Sender {
-            shared,
+impl Engine {
+    fn new(writer: Box<dyn Writer>, config: &StreamConfig) -> Self {
+        Engine {
             writer,
             limiter: RateLimiter::new(config.burst_size, config.burst_rate_ratio, Instant::now()),
             in_flight: VecDeque::new(),
@@ -668,41 +738,28 @@ impl Sender {
         }
     }
 
-    fn run(mut self) {
-        rate::reduce_timer_slack();
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.send_all()));
-        if outcome.is_err() {
-            self.fail_everything();
+    /// Sends `first`, and with `more` every group queued meanwhile, until none is left.
+    fn send(&mut self, shared: &Shared, first: Queued, was_idle: bool, more: bool) {
+        if was_idle {
+            self.limiter.restart(Instant::now());
         }
-    }
-
-    /// Sends groups until the stream stops and the queue is drained.
-    fn send_all(&mut self) {
-        loop {
-            if self.in_flight.is_empty() {
-                let Some((queued, was_idle)) = self.shared.next_group() else {
-                    return;
-                };
-                if was_idle {
-                    self.limiter.restart(Instant::now());
-                }
-                self.in_flight.push_back(InFlight::new(queued));
-            }
+        self.in_flight.push_back(InFlight::new(first));
+        while !self.in_flight.is_empty() {
             if let Some(deadline) = self.deadline.take() {
                 rate::sleep_until(deadline);
             }
-            let burst_full = self.fill_batch();
+            let burst_full = self.fill_batch(shared, more);
             self.write_batch();
-            self.complete_finished();
+            self.complete_finished(shared);
             if burst_full {
                 self.deadline = self.limiter.end_burst(Instant::now());
             }
         }
     }
 
-    /// Produces packets until the batch or the burst is full or no group has any left.
-    /// Returns whether the burst is full.
-    fn fill_batch(&mut self) -> bool {
+    /// Produces packets until the batch or the burst is full or no group has any left
+    /// (taking further queued groups if `more`). Returns whether the burst is full.
+    fn fill_batch(&mut self, shared: &Shared, more: bool) -> bool {
         self.batch.clear();
         while self.batch.len() < MAX_BATCH {
             let index = self.in_flight.len() - 1;
@@ -710,7 +767,7 @@ impl Sender {
             let parts = &mut self.parts[self.batch.len()];
             let Some(heap) = current.queued.generator.next_packet(parts) else {
                 // This group has produced all its packets; carry on with the next one.
-                match self.shared.try_next_group() {
+                match more.then(|| shared.try_next_group()).flatten() {
                     Some(queued) => self.in_flight.push_back(InFlight::new(queued)),
                     None => break,
                 }
@@ -761,24 +818,23 @@ impl Sender {
     }
 
     /// Completes the groups all of whose packets have been written.
-    fn complete_finished(&mut self) {
+    fn complete_finished(&mut self, shared: &Shared) {
         while self
             .in_flight
             .front()
             .is_some_and(|f| f.queued.generator.is_done())
         {
             if let Some(done) = self.in_flight.pop_front() {
-                done.complete(&self.shared);
+                done.complete(shared);
             }
         }
     }
 
-    /// After a panic: fails every group in flight or queued, and refuses new ones, so
-    /// no caller waits forever.
-    fn fail_everything(&mut self) {
-        log::error!("send stream thread failed; failing all pending heaps");
+    /// After a panic: fails every group in flight or queued, and refuses new ones.
+    fn fail_everything(&mut self, shared: &Shared) {
+        log::error!("send stream failed; failing all pending heaps");
         let queued: Vec<Queued> = {
-            let mut state = self.shared.lock();
+            let mut state = shared.lock();
             state.closed = true;
             state.queue.drain(..).collect()
         };
@@ -786,7 +842,7 @@ impl Sender {
         for q in pending {
             let heaps = q.generator.len();
             let error = io::Error::other("send stream thread failed");
-            self.shared.complete(heaps, q.notify, Err(error));
+            shared.complete(heaps, q.notify, Err(error));
         }
     }
 }
@@ -923,6 +979,124 @@ mod tests {
         };
         // SAFETY: one valid pollfd on the stack, zero timeout.
         unsafe { libc::poll(&mut p, 1, 0) == 1 }
+    }
+
+    /// Records which thread wrote each packet; optionally waits for permission per batch.
+    struct ThreadRecorder {
+        inline: bool,
+        gate: Option<mpsc::Receiver<()>>,
+        log: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    }
+
+    impl Writer for ThreadRecorder {
+        fn num_substreams(&self) -> usize {
+            1
+        }
+        fn may_run_inline(&self) -> bool {
+            self.inline
+        }
+        fn write(&mut self, packets: &[OutPacket<'_>], _errors: &mut Vec<(usize, io::Error)>) {
+            if let Some(gate) = &self.gate {
+                let _ = gate.recv();
+            }
+            let name = std::thread::current().name().unwrap_or("").to_owned();
+            let mut log = self.log.lock().unwrap();
+            log.extend(packets.iter().map(|p| (name.clone(), p.to_vec())));
+        }
+    }
+
+    type ThreadLog = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+    fn recorder_stream(
+        inline: bool,
+        rate: f64,
+        gate: Option<mpsc::Receiver<()>>,
+    ) -> (Stream, ThreadLog) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let writer = ThreadRecorder {
+            inline,
+            gate,
+            log: log.clone(),
+        };
+        let config = StreamConfig {
+            rate,
+            ..StreamConfig::default()
+        };
+        (Stream::new(config, Box::new(writer)).unwrap(), log)
+    }
+
+    fn writers_of(log: &ThreadLog) -> Vec<String> {
+        let mut names: Vec<String> = log.lock().unwrap().iter().map(|e| e.0.clone()).collect();
+        names.dedup();
+        names
+    }
+
+    #[test]
+    fn blocking_send_on_an_idle_stream_runs_on_the_caller() {
+        let (stream, log) = recorder_stream(true, 0.0, None);
+        let heap = heap_of(4000);
+        let ticket = stream
+            .send_heaps(&[HeapRef::new(heap.clone())], GroupMode::Serial)
+            .unwrap();
+        // Already sent when send_heaps returned.
+        let sent = ticket.wait_timeout(Duration::ZERO).unwrap().unwrap();
+        let want = expected_packets(&[(&heap, 1)], GroupMode::Serial);
+        assert_eq!(sent, want.concat().len() as u64);
+        let caller = std::thread::current().name().unwrap().to_owned();
+        assert_eq!(writers_of(&log), vec![caller]);
+        let packets: Vec<Vec<u8>> = log.lock().unwrap().iter().map(|e| e.1.clone()).collect();
+        assert_eq!(packets, want);
+        assert_eq!(stream.outstanding_heaps(), 0);
+    }
+
+    #[test]
+    fn rate_limits_and_slow_writers_keep_the_sender_thread() {
+        for (inline, rate) in [(true, 1e9), (false, 0.0)] {
+            let (stream, log) = recorder_stream(inline, rate, None);
+            let ticket = stream
+                .send_heaps(&[HeapRef::new(heap_of(100))], GroupMode::Serial)
+                .unwrap();
+            ticket.wait().unwrap();
+            assert_eq!(
+                writers_of(&log),
+                vec!["spead2-send".to_owned()],
+                "{inline} {rate}"
+            );
+        }
+        // An explicit per-heap rate of 0 makes a heap unlimited on a rate-limited stream.
+        let (stream, log) = recorder_stream(true, 1e9, None);
+        let mut unlimited = HeapRef::new(heap_of(100));
+        unlimited.rate = 0.0;
+        stream
+            .send_heaps(&[unlimited], GroupMode::Serial)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_ne!(writers_of(&log), vec!["spead2-send".to_owned()]);
+    }
+
+    #[test]
+    fn a_blocking_send_queues_behind_a_busy_sender() {
+        let (allow, gate) = mpsc::channel();
+        let (stream, log) = recorder_stream(true, 0.0, Some(gate));
+        let first = heap_of(100);
+        let second = heap_of(200);
+        stream
+            .send_heaps_async(&[HeapRef::new(first.clone())], GroupMode::Serial)
+            .unwrap();
+        wait_until_taken(&stream);
+        // The sender thread owns the engine (blocked in write), so this must queue.
+        let ticket = stream
+            .send_heaps(&[HeapRef::new(second.clone())], GroupMode::Serial)
+            .unwrap();
+        assert!(ticket.wait_timeout(Duration::from_millis(20)).is_none());
+        allow.send(()).unwrap();
+        allow.send(()).unwrap();
+        ticket.wait().unwrap();
+        let packets: Vec<Vec<u8>> = log.lock().unwrap().iter().map(|e| e.1.clone()).collect();
+        let want = expected_packets(&[(&first, 1), (&second, 2)], GroupMode::Serial);
+        assert_eq!(packets, want);
+        assert_eq!(writers_of(&log), vec!["spead2-send".to_owned()]);
     }
 
     #[test]

@@ -273,10 +273,13 @@ fn single(heap: &Bound<'_, Heap>, cnt: i64, substream_index: usize, rate: f64) -
 }
 
 impl Stream {
-    /// Sends and waits (GIL released), waking to honour Ctrl-C.
+    /// Sends and waits (GIL released: the group may be sent on this thread), waking to
+    /// honour Ctrl-C.
     fn send_blocking(&self, py: Python<'_>, group: Vec<HeapRef>, mode: GroupMode) -> PyResult<u64> {
-        let ticket = self.inner.send_heaps(&group, mode).map_err(send_error)?;
-        drop(group);
+        let inner = Arc::clone(&self.inner);
+        let ticket = py
+            .detach(move || inner.send_heaps(&group, mode))
+            .map_err(send_error)?;
         loop {
             let result = py.detach(|| ticket.wait_timeout(SIGNAL_CHECK));
             match result {

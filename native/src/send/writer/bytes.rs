@@ -53,6 +53,11 @@ impl Writer for BytesWriter {
         1
     }
 
+    /// Appending to memory never waits.
+    fn may_run_inline(&self) -> bool {
+        true
+    }
+
     fn write(&mut self, packets: &[OutPacket<'_>], _errors: &mut Vec<(usize, io::Error)>) {
         let mut bytes = self.buffer.lock();
         for packet in packets {

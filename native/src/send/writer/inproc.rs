@@ -31,6 +31,11 @@ impl Writer for InprocWriter {
         self.queues.len()
     }
 
+    /// Pushing onto an in-process queue never waits.
+    fn may_run_inline(&self) -> bool {
+        true
+    }
+
     fn write(&mut self, packets: &[OutPacket<'_>], errors: &mut Vec<(usize, io::Error)>) {
         for (index, packet) in packets.iter().enumerate() {
             if self.queues[packet.substream]

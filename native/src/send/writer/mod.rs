@@ -38,11 +38,18 @@ impl OutPacket<'_> {
     }
 }
 
-/// A transport. Runs only on its stream's sender thread.
+/// A transport. Used by one thread at a time: the stream's sender thread, or a caller
+/// sending inline.
 pub trait Writer: Send {
     /// Number of substreams (destinations) the writer serves; substream indices of packets
     /// are always below it.
     fn num_substreams(&self) -> usize;
+
+    /// True if `write` never waits on a remote peer, so a blocking send may run it on the
+    /// caller's thread (which cannot check for Ctrl-C meanwhile).
+    fn may_run_inline(&self) -> bool {
+        false
+    }
 
     /// Sends `packets` in order. Each packet that could not be sent is reported in `errors`
     /// with its index in `packets`; later packets are still attempted (for datagrams one

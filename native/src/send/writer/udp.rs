@@ -213,6 +213,11 @@ impl Writer for UdpWriter {
         self.destinations.len()
     }
 
+    /// A datagram waits at most for the local send buffer to drain, never for the receiver.
+    fn may_run_inline(&self) -> bool {
+        true
+    }
+
     fn write(&mut self, packets: &[OutPacket<'_>], errors: &mut Vec<(usize, io::Error)>) {
         // Packets with more slices than a message allows (many tiny items) are copied
         // into one buffer each; the common case stays zero-copy.
