@@ -8,6 +8,11 @@ figures only: nothing here asserts on timing.
 
     python bench/run.py [all|recv|send|udp|rate|memory ...] [--ours PY] [--peer PY] [--rounds N]
 
+The ``gateway`` suite (not part of ``all``) is different: it measures the gRPC gateway daemon
+against a bare grpcio server, both with our interpreter (which needs ``spead2_gateway`` too):
+
+    python bench/run.py gateway --ours PY [--rounds N] [--gateway-clients py,go]
+
 Only the standard library is needed to run this file; the workloads need numpy and spead2.
 """
 
@@ -18,6 +23,8 @@ import json
 import math
 import os
 import select
+import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +40,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 WORKLOADS = BENCH_DIR / "workloads"
 SUITES = ("recv", "send", "udp", "rate", "memory")
+EXTRA_SUITES = ("gateway",)  # run only when named
 MiB = 1 << 20
 KiB = 1 << 10
 
@@ -176,11 +184,11 @@ class Metric:
     ratio: bool = True  # whether ours/peer is a meaningful figure
 
 
-def print_header(title: str) -> None:
+def print_header(title: str, ours: str = "ours", peer: str = "peer") -> None:
     print(f"\n== {title}  [{load_average()}]")
     print(
-        f"   {'case':<44} {'metric':<16} {'ours (median)':>16} {'peer (median)':>16} "
-        f"{'ours/peer':>10}  {'ratio range':>13}"
+        f"   {'case':<44} {'metric':<16} {ours + ' (median)':>16} {peer + ' (median)':>16} "
+        f"{ours + '/' + peer:>10}  {'ratio range':>13}"
     )
 
 
@@ -520,6 +528,381 @@ def suite_memory(env: Env) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Gateway: the gRPC daemon against a bare grpcio server (run with our interpreter only)
+
+GATEWAY_STREAM = "bench"
+GATEWAY_WARMUP = 50  # heaps each subscriber leaves out of its figures
+# The daemon's configuration: one UDP receive stream on loopback, everything else default.
+GATEWAY_TOML = """\
+log_level = "warning"
+
+[server]
+listen = "127.0.0.1:0"
+
+[metrics]
+enabled = false
+
+[[receive.streams]]
+name = "{stream}"
+transport = "udp"
+host = "127.0.0.1"
+port = {port}
+max_size = 9200
+buffer_size = 8388608
+max_heaps = 4
+ring_heaps = 16
+
+[receive.streams.memory_pool]
+lower = 16384
+upper = {upper}
+max_free = 32
+initial = 16
+"""
+
+
+@dataclass
+class GatewayOptions:
+    clients: tuple[str, ...]  # "py" and/or "go"
+    heaps: int  # data heaps per throughput run
+    window: int  # heaps in flight in the closed-loop sender
+    latency_rate: float  # heaps/s of the open-loop latency run
+    latency_heaps: int
+    go_binary: Path | None = None
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def spawn(env: Env, cmd: list[str]) -> subprocess.Popen:
+    if env.verbose:
+        print("   $", " ".join(cmd), "&", file=sys.stderr)
+    return subprocess.Popen(
+        cmd,
+        cwd=env.workdir,
+        env=clean_environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def kill_all(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def subscriber_cmd(
+    env: Env, opts: GatewayOptions, client: str, target: str, sub_id: int, feedback: int
+) -> list[str]:
+    args = ["--target", target, "--id", str(sub_id), "--feedback", str(feedback)]
+    args += ["--warmup", str(GATEWAY_WARMUP)]
+    if client == "go":  # Go's flag package takes --name as well as -name
+        assert opts.go_binary is not None
+        return [str(opts.go_binary), *args]
+    return [env.ours, str(WORKLOADS / "gateway_sub.py"), *args]
+
+
+def start_daemon(env: Env, heap_size: int) -> tuple[subprocess.Popen, str, int]:
+    """The gateway with one UDP receive stream; returns (process, gRPC target, UDP port)."""
+    port = free_udp_port()
+    config = env.workdir / "gateway.toml"
+    config.write_text(
+        GATEWAY_TOML.format(stream=GATEWAY_STREAM, port=port, upper=max(2 * MiB, 2 * heap_size))
+    )
+    ready = env.workdir / "gateway.ready"
+    ready.unlink(missing_ok=True)
+    cmd = [env.ours, "-m", "spead2_gateway", "--config", str(config), "--ready-file", str(ready)]
+    if env.verbose:
+        print("   $", " ".join(cmd), "&", file=sys.stderr)
+    with open(env.workdir / "gateway.log", "a") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=env.workdir, env=clean_environ(), stdout=log, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            kill_all([proc])
+            tail = (env.workdir / "gateway.log").read_text()[-2000:]
+            raise WorkloadError(f"the gateway did not start:\n{tail}")
+        time.sleep(0.05)
+    return proc, json.loads(ready.read_text())["grpc"], port
+
+
+def stop_daemon(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def collect_subscribers(procs: list[subprocess.Popen], timeout: float) -> list[Result]:
+    return [finish_listener(proc, "subscriber", timeout) for proc in procs]
+
+
+def combine(subs: list[Result], sent: int, server_cpu: float) -> Result:
+    """Aggregate figures of one run's subscribers (they ran at the same time)."""
+    span = (max(s["last_ns"] for s in subs) - min(s["first_ns"] for s in subs)) / 1e9
+    delivered = sum(s["received_total"] for s in subs)
+    return {
+        "gbps": sum(s["payload_bytes"] for s in subs) * 8 / span / 1e9 if span > 0 else None,
+        "slowest_gbps": min((s["gbps"] or 0.0) for s in subs),
+        "lost": sum(sent - s["received_total"] for s in subs),
+        "cpu_ms": server_cpu * 1000 / delivered if delivered else None,
+        "messages_per_heap": subs[0]["messages_per_heap"],
+        "subscribers": subs,
+    }
+
+
+def daemon_drops(stats: Result) -> int:
+    """Heaps the daemon lost or dropped anywhere, by its own counters."""
+    counters = stats["counters"]
+    return (
+        counters.get("incomplete_heaps_evicted", 0)
+        + counters.get("incomplete_heaps_flushed", 0)
+        + counters.get("decode_errors", 0)
+        + sum(stats["drops"].values())
+        + stats["subscriber_dropped_heaps"]
+    )
+
+
+def gateway_run(
+    env: Env,
+    opts: GatewayOptions,
+    heap_size: int,
+    subscribers: int,
+    client: str,
+    sender_args: list[str],
+    heaps: int,
+) -> Result:
+    """One run through the daemon: sender -> UDP -> gateway -> gRPC -> subscribers."""
+    daemon, target, port = start_daemon(env, heap_size)
+    procs: list[subprocess.Popen] = []
+    try:
+        sender, feedback = start_listener(
+            env,
+            env.ours,
+            "gateway_send.py",
+            [
+                "--port",
+                str(port),
+                "--heap-size",
+                str(heap_size),
+                "--heaps",
+                str(heaps),
+                "--subscribers",
+                str(subscribers),
+                *sender_args,
+            ],
+        )
+        procs.append(sender)
+        cpu_before = cpu_seconds(daemon.pid)
+        procs += [
+            spawn(env, subscriber_cmd(env, opts, client, target, i, feedback))
+            for i in range(subscribers)
+        ]
+        sent = finish_listener(sender, "gateway_send.py", timeout=300)
+        subs = collect_subscribers(procs[1:], timeout=60)
+        daemon_cpu = cpu_seconds(daemon.pid) - cpu_before
+        stats = run_workload(env, env.ours, "gateway_stats.py", ["--target", target])
+    finally:
+        kill_all(procs)
+        stop_daemon(daemon)
+    result = combine(subs, sent["heaps_sent"], daemon_cpu)
+    result["daemon_drops"] = daemon_drops(stats)
+    result["stats"] = stats
+    result["sender"] = sent
+    return result
+
+
+def bare_run(
+    env: Env, opts: GatewayOptions, heap_size: int, subscribers: int, client: str
+) -> Result:
+    """The ceiling: a bare grpcio server streaming pre-built messages to the same clients."""
+    server, port = start_listener(
+        env,
+        env.ours,
+        "gateway_bare.py",
+        [
+            "--heap-size",
+            str(heap_size),
+            "--heaps",
+            str(opts.heaps),
+            "--subscribers",
+            str(subscribers),
+        ],
+    )
+    procs = [server]
+    try:
+        cpu_before = cpu_seconds(server.pid)
+        procs += [
+            spawn(env, subscriber_cmd(env, opts, client, f"127.0.0.1:{port}", i, 0))
+            for i in range(subscribers)
+        ]
+        subs = collect_subscribers(procs[1:], timeout=120)
+        server_cpu = cpu_seconds(server.pid) - cpu_before
+    finally:
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        kill_all(procs)
+    return combine(subs, opts.heaps, server_cpu)
+
+
+def gateway_throughput(
+    env: Env, opts: GatewayOptions, heap_size: int, subscribers: int, client: str, lib: str
+) -> Result:
+    """'ours' = through the gateway (closed loop), 'peer' = the bare grpcio ceiling."""
+    if lib == "peer":
+        return bare_run(env, opts, heap_size, subscribers, client)
+    return gateway_run(
+        env, opts, heap_size, subscribers, client, ["--window", str(opts.window)], opts.heaps
+    )
+
+
+def gateway_latency(
+    env: Env, opts: GatewayOptions, heap_size: int, subscribers: int, client: str
+) -> Result:
+    """Open loop at a moderate rate: delays, and whether anything was lost."""
+    got = gateway_run(
+        env,
+        opts,
+        heap_size,
+        subscribers,
+        client,
+        ["--heap-rate", str(opts.latency_rate)],
+        opts.latency_heaps,
+    )
+    subs = got["subscribers"]
+
+    def worst(key: str, q: str) -> float:
+        return max(s[key][q] for s in subs)
+
+    got.update(
+        {
+            "sender_p50": median([s["delay_from_sender_ms"]["p50"] for s in subs]),
+            "sender_p99": worst("delay_from_sender_ms", "p99"),
+            "gateway_p50": median([s["delay_from_gateway_ms"]["p50"] for s in subs]),
+            "gateway_p99": worst("delay_from_gateway_ms", "p99"),
+            "offered_gbps": opts.latency_rate * heap_size * 8 / 1e9,
+        }
+    )
+    return got
+
+
+def report_single(name: str, metrics: list[Metric], results: list[Result | None]) -> None:
+    """Median and min-max of each figure over the rounds (no second column)."""
+    for metric in metrics:
+        values = [r[metric.key] for r in results if r and r.get(metric.key) is not None]
+        spread = (
+            f"{fmt(min(values), metric.unit)} - {fmt(max(values), metric.unit)}" if values else ""
+        )
+        print(
+            f"   {name:<44} {metric.label:<22} {fmt(median(values), metric.unit):>12}  "
+            f"range {spread}",
+            flush=True,
+        )
+        name = ""
+
+
+GATEWAY_THROUGHPUT = [
+    Metric("gbps", "payload Gb/s", "Gb/s"),
+    Metric("slowest_gbps", "slowest sub Gb/s", "Gb/s"),
+    Metric("cpu_ms", "server CPU ms/heap", "ms"),
+    Metric("lost", "heaps lost", "", ratio=False),
+]
+GATEWAY_LATENCY = [
+    Metric("sender_p50", "send->client p50", "ms"),
+    Metric("sender_p99", "send->client p99", "ms"),
+    Metric("gateway_p50", "gateway->client p50", "ms"),
+    Metric("gateway_p99", "gateway->client p99", "ms"),
+    Metric("lost", "heaps lost", ""),
+    Metric("daemon_drops", "daemon drop counters", ""),
+]
+
+
+def build_go_subscriber(env: Env) -> Path | None:
+    """Builds bench/workloads/gateway_go into the work directory; None if Go is missing."""
+    binary = env.workdir / "gatewaysub"
+    try:
+        proc = subprocess.run(
+            ["go", "build", "-o", str(binary), "."],
+            cwd=WORKLOADS / "gateway_go",
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        print(f"   go subscriber: cannot build ({exc}); skipping the Go client", flush=True)
+        return None
+    if proc.returncode != 0:
+        print(f"   go subscriber: build failed; skipping the Go client:\n{proc.stderr}")
+        return None
+    return binary
+
+
+def suite_gateway(env: Env, opts: GatewayOptions) -> None:
+    heap_size = MiB
+    clients = list(opts.clients)
+    if "go" in clients:
+        opts.go_binary = build_go_subscriber(env)
+        if opts.go_binary is None:
+            clients.remove("go")
+    print_header(
+        "gateway: 1 MiB heaps from a UDP sender (closed loop, "
+        f"{opts.window} heaps in flight) to N subscribers, vs a bare grpcio server streaming "
+        "pre-built messages of the same size to the same client",
+        ours="gateway",
+        peer="bare",
+    )
+    for client in clients:
+        for subscribers in (1, 4):
+            compare(
+                env,
+                "gateway",
+                f"{client} client, {subscribers} subscriber{'s' if subscribers > 1 else ''}",
+                GATEWAY_THROUGHPUT,
+                partial(gateway_throughput, env, opts, heap_size, subscribers, client),
+            )
+    gbps = opts.latency_rate * heap_size * 8 / 1e9
+    print(
+        f"\n== gateway latency: open loop, {opts.latency_rate:g} heaps/s of 1 MiB "
+        f"({gbps:.2f} Gb/s per subscriber), {opts.latency_heaps} heaps; medians over rounds "
+        f"of each run's p50 (median over subscribers) and p99 (worst subscriber)  "
+        f"[{load_average()}]"
+    )
+    for client in clients:
+        for subscribers in (1, 4):
+            results: list[Result | None] = []
+            for _ in range(env.rounds):
+                try:
+                    results.append(gateway_latency(env, opts, heap_size, subscribers, client))
+                except WorkloadError as exc:
+                    print(f"   latency {client} x{subscribers}: failed: {exc}", flush=True)
+                    results.append(None)
+            name = f"{client} client, {subscribers} subscriber{'s' if subscribers > 1 else ''}"
+            env.raw.append({"suite": "gateway-latency", "case": name, "rounds": results})
+            report_single(name, GATEWAY_LATENCY, results)
+
+
+# ---------------------------------------------------------------------------------------------
 # Main
 
 
@@ -562,7 +945,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("suites", nargs="*", default=["all"], choices=("all", *SUITES))
+    parser.add_argument(
+        "suites", nargs="*", default=["all"], choices=("all", *SUITES, *EXTRA_SUITES)
+    )
     parser.add_argument(
         "--ours",
         default=default_python("SPEAD2_BENCH_OURS", ".venv"),
@@ -577,10 +962,28 @@ def main() -> None:
     parser.add_argument(
         "--no-cross", action="store_true", help="udp: skip the mixed ours->peer / peer->ours runs"
     )
+    parser.add_argument(
+        "--gateway-clients",
+        default="py,go",
+        help="gateway: subscriber kinds, comma-separated: py (spead2_gateway.client), go",
+    )
+    parser.add_argument(
+        "--gateway-heaps", type=int, default=1000, help="gateway: heaps per throughput run"
+    )
+    parser.add_argument(
+        "--gateway-window", type=int, default=8, help="gateway: heaps in flight (closed loop)"
+    )
+    parser.add_argument(
+        "--gateway-latency-rate",
+        type=float,
+        default=100.0,
+        help="gateway: heaps/s of the open-loop latency run",
+    )
     parser.add_argument("--json", help="also write every raw result to this file")
     parser.add_argument("-v", "--verbose", action="store_true", help="print each command")
     args = parser.parse_args()
     suites = SUITES if "all" in args.suites else tuple(s for s in SUITES if s in args.suites)
+    suites += tuple(s for s in EXTRA_SUITES if s in args.suites)
 
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="spead2-bench-") as tmp:
@@ -597,12 +1000,20 @@ def main() -> None:
             f"{load_average()}"
         )
         describe(env)
+        gateway_options = GatewayOptions(
+            clients=tuple(c for c in args.gateway_clients.split(",") if c),
+            heaps=args.gateway_heaps,
+            window=args.gateway_window,
+            latency_rate=args.gateway_latency_rate,
+            latency_heaps=max(100, int(args.gateway_latency_rate * 3)),
+        )
         runners: dict[str, Callable[[], None]] = {
             "recv": lambda: suite_recv(env),
             "send": lambda: suite_send(env),
             "udp": lambda: suite_udp(env, cross=not args.no_cross),
             "rate": lambda: suite_rate(env),
             "memory": lambda: suite_memory(env),
+            "gateway": lambda: suite_gateway(env, gateway_options),
         }
         for suite in suites:
             runners[suite]()

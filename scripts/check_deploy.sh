@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Offline checks of deploy/: Prometheus rules (syntax and unit tests), the Prometheus config,
 # the compose file, the gateway configurations shipped with the image and the DaemonSet, and
-# the Kubernetes manifests (kustomize render, then typed strict decoding with k8s.io/api).
+# the Kubernetes manifests (kustomize render, then typed strict decoding with k8s.io/api and
+# kubeconform -strict against JSON schemas, the PodMonitor custom resource included).
 #
 # Needs: promtool (Debian package prometheus), kubectl (for `kubectl kustomize`) or
-# kustomize, go (builds deploy/kubernetes/k8sstrict; its modules come from the Go proxy or
-# the module cache), a python3 with PyYAML (PYTHON_YAML, default python3), .venv.
-# kubeconform -strict runs only when KUBECONFORM_SCHEMAS names a local schema location
-# (passed to -schema-location): its default source is on the internet. The script says so
-# when it does not run it.
+# kustomize, go (builds deploy/kubernetes/k8sstrict and installs kubeconform; modules come
+# from the Go proxy or the module cache), a python3 with PyYAML (PYTHON_YAML, default
+# python3), .venv (whose pip fetches the schemas). scripts/k8s_schemas.py pins kubeconform
+# and the schemas (PyPI wheel kubernetes-validate, CRDs from the prometheus-operator Go
+# module), verifies them and caches them outside the repository: the first run needs PyPI
+# and the Go proxy, later runs are offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GOBIN_DIR=$(go env GOPATH 2>/dev/null || echo "$HOME/go")/bin
@@ -48,16 +50,15 @@ trap 'rm -f "$rendered"; rm -rf "$validator"' EXIT
 (cd deploy/kubernetes/k8sstrict && go build -o "$validator/k8sstrict" .)
 "$validator/k8sstrict" -skip=PodMonitor <"$rendered"
 
-echo "== Kubernetes: kubeconform -strict (PodMonitor is a CRD without a bundled schema)"
-if [ -n "${KUBECONFORM_SCHEMAS:-}" ]; then
-    summary=$(kubeconform -strict -summary -skip PodMonitor \
-        -schema-location "$KUBECONFORM_SCHEMAS" "$rendered")
-    echo "$summary"
-    # Guard against a vacuous pass (kubeconform ignores files it does not recognise).
-    grep -q "Valid: 4, Invalid: 0, Errors: 0, Skipped: 1" <<<"$summary"
-else
-    echo "kubeconform NOT RUN: set KUBECONFORM_SCHEMAS to a local copy of the"
-    echo "kubernetes-json-schema tree (e.g. '/schemas/{{ .NormalizedKubernetesVersion }}-standalone-strict/{{ .ResourceKind }}{{ .KindSuffix }}.json');"
-    echo "its default schema source (raw.githubusercontent.com) is not reachable offline."
-fi
+echo "== Kubernetes: kubeconform -strict (pinned schemas, PodMonitor CRD included)"
+# Binary and -schema-location flags, one per line; fetched and verified once, then cached.
+kubeconform_args=$(.venv/bin/python scripts/k8s_schemas.py)
+mapfile -t kubeconform <<<"$kubeconform_args"
+summary=$("${kubeconform[@]}" -strict -summary "$rendered")
+echo "$summary"
+# Guard against a vacuous pass: kubeconform ignores what it does not recognise and counts
+# a kind without a schema as skipped only when told to; every resource must be Valid.
+expected=5 # Namespace, ConfigMap, Service, DaemonSet, PodMonitor
+[ "$(grep -c '^kind: ' "$rendered")" -eq "$expected" ]
+grep -qx "Summary: $expected resources found in 1 file - Valid: $expected, Invalid: 0, Errors: 0, Skipped: 0" <<<"$summary"
 echo "deploy checks: OK"

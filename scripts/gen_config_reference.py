@@ -105,6 +105,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "flavour": 'SPEAD flavour `"64-N"`, N a multiple of 8 from 8 to 56.',
         "threads": "Threads of the stream's `spead2.ThreadPool`.",
         "max_heaps": "`StreamConfig.max_heaps`: heaps assembled at once per substream.",
+        "max_heap_size": "`StreamConfig.max_heap_size`: bytes a heap may claim; packets of"
+        " larger heaps are dropped (`heap_too_large`) before anything is allocated.",
         "substreams": "`StreamConfig.substreams`.",
         "bug_compat": "`StreamConfig.bug_compat` flags.",
         "memcpy": "`StreamConfig.memcpy`: `std` or `nontemporal`.",
@@ -140,6 +142,12 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "buffer_size": "Socket buffer requested; the default depends on the transport.",
         "queue_timeout": "Seconds a `Send` call waits for room in the stream's queue.",
         "threads": "Threads of the stream's `spead2.ThreadPool`.",
+        "max_client_rate": "Bytes of `SendRequest` messages per second one `Send` call may"
+        " send; a call over it ends with `RESOURCE_EXHAUSTED`. 0 is unlimited.",
+        "max_client_burst": "Bytes one `Send` call may send at once (its token bucket);"
+        " 0 is one second at `max_client_rate`. Needs `max_client_rate`.",
+        "max_concurrent_sends": "`Send` calls open at once on this stream; more get"
+        " `RESOURCE_EXHAUSTED`.",
     },
 }
 

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import signal
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,42 @@ def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials(
         [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
     )
+
+
+def secret_files(config: ServerConfig) -> list[tuple[str, Path]]:
+    """The configured files that hold secrets, with the key that names each.
+
+    The configuration file itself holds none: the token is only ever in ``token_file`` or
+    the environment, and TLS keys are files of their own.
+    """
+    files = []
+    if config.token_file is not None:
+        files.append(("server.token_file", config.token_file))
+    if config.tls is not None:
+        files.append(("server.tls.key", config.tls.key))
+    return files
+
+
+def warn_exposed_secrets(config: ServerConfig) -> list[str]:
+    """Logs a WARNING for each secret file that group or others may access; returns the
+    keys warned about. Only the path and the mode are logged, never the contents. A file
+    that cannot be examined is left to the code that reads it, which fails clearly."""
+    warned = []
+    for key, path in secret_files(config):
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            continue
+        if mode & 0o077:
+            logger.warning(
+                "%s %s is accessible by group or others (mode %04o); it holds a secret, "
+                "restrict it with chmod 600",
+                key,
+                path,
+                mode,
+            )
+            warned.append(key)
+    return warned
 
 
 class Gateway:
@@ -167,6 +204,7 @@ class Gateway:
     async def start(self) -> None:
         """Binds, opens every stream and starts serving; raises StartupError."""
         self._loop = asyncio.get_running_loop()
+        warn_exposed_secrets(self.config.server)
         await self.health.set("", NOT_SERVING)
         self._build_streams(self._loop)
         self._server = self._make_server()

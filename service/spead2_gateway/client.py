@@ -19,6 +19,11 @@ iterators. Sending looks like ``spead2.send.ItemGroup`` plus a stream::
     sender.send_heap(sender.get_heap())
     result = sender.close()   # SendResult(heaps=1, bytes=...)
 
+Reconnecting: ``client.subscribe("default", reconnect=True)`` (or a :class:`ReconnectPolicy`)
+survives the daemon going away: the subscription calls ``Subscribe`` again with exponential
+backoff, and the first heap after the reconnection carries a :class:`Reconnect` report in
+``heap.reconnect`` (heaps captured in between are lost; ``sequence`` starts again from 1).
+
 Received arrays come straight from the message bytes and may be read-only; copy them to
 modify in place. :meth:`ReceivedItem.spead2_value` gives the value exactly as spead2's
 ``ItemGroup`` would (``str``, ``int``, object arrays for odd bit widths).
@@ -27,10 +32,13 @@ modify in place. :meth:`ReceivedItem.spead2_value` gives the value exactly as sp
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
+import random
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
 
@@ -46,6 +54,7 @@ from spead2_gateway._proto import gateway_pb2 as pb
 __all__ = [
     "AsyncGatewayClient",
     "AsyncHeapSender",
+    "AsyncReconnectingSubscription",
     "AsyncSubscription",
     "Descriptor",
     "GatewayClient",
@@ -53,6 +62,9 @@ __all__ = [
     "OutgoingHeap",
     "ReceivedHeap",
     "ReceivedItem",
+    "Reconnect",
+    "ReconnectPolicy",
+    "ReconnectingSubscription",
     "SendItem",
     "SendResult",
     "StatsUpdate",
@@ -66,6 +78,8 @@ _SERVICE = "/spead2.gateway.v1.Gateway/"
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _SEND_QUEUE = 16
+
+logger = logging.getLogger(__name__)
 
 
 class ProtocolError(RuntimeError):
@@ -91,6 +105,34 @@ class ReceivedItem:
 
 
 @dataclass(frozen=True)
+class Reconnect:
+    """How a reconnecting call got back after its call broke.
+
+    Carried by the first heap (``ReceivedHeap.reconnect``) or stats update
+    (``StatsUpdate.reconnect``) after the reconnection, and passed to ``on_reconnect``. Every
+    heap the gateway captured between the break and the new call is lost to this subscriber
+    (how many is unknown here: compare ``last_cnt`` with the next heap's ``cnt`` if the
+    sender numbers heaps consecutively). The new call's ``sequence`` starts again from 1 and
+    its ``dropped`` from 0: that is not a gap.
+    """
+
+    code: grpc.StatusCode  # why the previous call ended (UNAVAILABLE when the daemon went away)
+    details: str
+    disconnected: float  # Unix time at which the break was seen
+    reconnected: float  # Unix time at which the gateway accepted the new call
+    downtime: float  # seconds from the break to the new call (monotonic clock)
+    attempts: int  # calls it took to get back (1: the first retry worked)
+    last_sequence: int = 0  # ``sequence`` of the last heap before the break (0: none yet)
+    last_cnt: int | None = None  # the SPEAD heap counter of that heap
+    previous_subscriber_id: int = 0
+    subscriber_id: int = 0
+    # True when the gateway's subscriber ids started again (the new id is not larger than the
+    # previous one): the daemon was restarted. False does not prove the opposite (others may
+    # have subscribed to the new daemon first). None for stats watches.
+    server_restarted: bool | None = None
+
+
+@dataclass(frozen=True)
 class ReceivedHeap:
     """A heap from :meth:`GatewayClient.subscribe`; ``heap["name"]`` is an item's array."""
 
@@ -106,6 +148,8 @@ class ReceivedHeap:
     heap_length: int = 0
     received_length: int = 0
     fragments: int = 1
+    # Set on the first heap after a reconnecting subscription got back (see Reconnect).
+    reconnect: Reconnect | None = None
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.items[name].value
@@ -218,6 +262,9 @@ class StatsUpdate:
 
     time: float
     streams: dict[str, StreamStats]
+    # Set on the first update after a reconnecting watch got back; counters restart from 0
+    # when the daemon was restarted.
+    reconnect: Reconnect | None = None
 
     @classmethod
     def from_proto(cls, m: pb.StatsUpdate) -> StatsUpdate:
@@ -621,6 +668,243 @@ class AsyncHeapSender(HeapSender):
 
 
 # ------------------------------------------------------------------------------------------
+# Reconnection: the policy and the bookkeeping shared by the sync and asyncio calls (no I/O).
+
+RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED})
+"""What ends a call for a reason that retrying can fix, by default: UNAVAILABLE (daemon gone,
+connection reset, daemon shutting down) and ABORTED."""
+
+NEVER_RETRIED = frozenset(
+    {
+        grpc.StatusCode.OK,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+    }
+)
+"""Codes a :class:`ReconnectPolicy` refuses to retry: the same call would fail the same way,
+or the caller asked for the end (cancellation, its own deadline)."""
+
+
+@dataclass(frozen=True)
+class ReconnectPolicy:
+    """When and how fast a reconnecting call calls again after it broke.
+
+    The n-th retry of one outage waits ``min(max_backoff, initial_backoff * multiplier**(n-1))``
+    seconds, times a random factor in ``[1 - jitter, 1 + jitter]`` (so that many clients do not
+    come back in step). ``max_attempts`` bounds the calls made for one outage (or for the first
+    connection), ``max_elapsed`` the seconds since the break; None means no bound. Only codes
+    in ``retry_codes`` are retried; any other error ends the call as without reconnection.
+    """
+
+    initial_backoff: float = 0.1
+    multiplier: float = 2.0
+    max_backoff: float = 5.0
+    jitter: float = 0.2
+    max_attempts: int | None = None
+    max_elapsed: float | None = None
+    retry_codes: frozenset[grpc.StatusCode] = RETRYABLE_CODES
+
+    def __post_init__(self) -> None:
+        if not 0 < self.initial_backoff <= self.max_backoff:
+            raise ValueError("need 0 < initial_backoff <= max_backoff")
+        if not self.multiplier >= 1:
+            raise ValueError("multiplier must be at least 1")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError("jitter must be between 0 and 1")
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.max_elapsed is not None and not self.max_elapsed > 0:
+            raise ValueError("max_elapsed must be positive")
+        refused = set(self.retry_codes) & NEVER_RETRIED
+        if refused:
+            names = ", ".join(sorted(code.name for code in refused))
+            raise ValueError(f"these codes are never retried: {names}")
+
+    def backoff(
+        self, retry: int, uniform: Callable[[float, float], float] = random.uniform
+    ) -> float:
+        """Seconds to wait before retry number ``retry`` (from 1) of one outage."""
+        try:
+            base = self.initial_backoff * self.multiplier ** max(retry - 1, 0)
+        except OverflowError:
+            base = self.max_backoff
+        base = min(base, self.max_backoff)
+        return base * uniform(1.0 - self.jitter, 1.0 + self.jitter)
+
+
+@dataclass
+class _Outage:
+    """A broken call being retried."""
+
+    since: float  # time.monotonic() of the break
+    wall: float  # time.time() of the break
+    code: grpc.StatusCode
+    details: str
+    failures: int = 0  # calls that failed since the break (or since the first call)
+    retries: int = 0  # calls scheduled since
+
+
+def _status(exc: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    return code, details or ""
+
+
+class _Reconnector:
+    """The state of a reconnecting call, without I/O: the sync and asyncio subscriptions and
+    stats watches tell it what happened (a call accepted, a heap delivered, a call failed) and
+    it says how long to wait before the next call, and what to report."""
+
+    def __init__(
+        self,
+        policy: ReconnectPolicy,
+        on_reconnect: Callable[[Reconnect], None] | None,
+        what: str,
+        timeout: float | None,
+    ) -> None:
+        self.policy = policy
+        self.on_reconnect = on_reconnect
+        self.what = what
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.connected = False
+        self.reconnects = 0
+        self._accepted_before = False
+        self._outage: _Outage | None = None
+        self._pending: Reconnect | None = None
+        self._subscriber_id = 0
+        self._last_sequence = 0
+        self._last_cnt: int | None = None
+
+    def call_timeout(self) -> float | None:
+        """The timeout of the next call: what is left of the caller's overall timeout."""
+        if self.deadline is None:
+            return None
+        return max(self.deadline - time.monotonic(), 0.0)
+
+    def accepted(self, subscriber_id: int) -> None:
+        """The gateway accepted a call (sent its initial metadata or a first message)."""
+        self.connected = True
+        outage, self._outage = self._outage, None
+        previous = self._subscriber_id
+        self._subscriber_id = subscriber_id
+        if outage is None or not self._accepted_before:
+            self._accepted_before = True
+            return
+        restarted = None
+        if subscriber_id and previous:
+            restarted = subscriber_id <= previous
+        if restarted is not None and self._pending is not None:
+            # Two outages without a heap in between: the next heap reports the latest, but
+            # must not hide that the daemon restarted during the first.
+            restarted = restarted or bool(self._pending.server_restarted)
+        now = time.time()
+        report = Reconnect(
+            code=outage.code,
+            details=outage.details,
+            disconnected=outage.wall,
+            reconnected=now,
+            downtime=time.monotonic() - outage.since,
+            attempts=outage.failures + 1,
+            last_sequence=self._last_sequence,
+            last_cnt=self._last_cnt,
+            previous_subscriber_id=previous,
+            subscriber_id=subscriber_id,
+            server_restarted=restarted,
+        )
+        self._pending = report
+        self.reconnects += 1
+        logger.warning(
+            "%s: reconnected after %.3f s (%d attempt(s)%s); heaps in between are lost",
+            self.what,
+            report.downtime,
+            report.attempts,
+            ", the gateway restarted" if restarted else "",
+        )
+        if self.on_reconnect is not None:
+            self.on_reconnect(report)
+
+    def take_report(self) -> Reconnect | None:
+        """The report to attach to the next heap or update (once)."""
+        report, self._pending = self._pending, None
+        return report
+
+    def delivered(self, heap: ReceivedHeap) -> ReceivedHeap:
+        """A heap to hand to the caller, with the pending report attached."""
+        self._last_sequence = heap.sequence
+        self._last_cnt = heap.cnt
+        report = self.take_report()
+        return heap if report is None else replace(heap, reconnect=report)
+
+    def failed(self, exc: grpc.RpcError) -> float | None:
+        """Seconds to wait before calling again, or None: give up (re-raise ``exc``)."""
+        was_connected, self.connected = self.connected, False
+        code, details = _status(exc)
+        if code not in self.policy.retry_codes:
+            return None
+        now = time.monotonic()
+        outage = self._outage
+        if outage is None or was_connected:
+            outage = self._outage = _Outage(now, time.time(), code, details)
+            if was_connected:
+                logger.warning(
+                    "%s: call broke (%s: %s); reconnecting", self.what, code.name, details
+                )
+        if not was_connected:
+            outage.failures += 1
+        policy = self.policy
+        if policy.max_attempts is not None and outage.failures >= policy.max_attempts:
+            logger.warning("%s: giving up after %d attempt(s)", self.what, outage.failures)
+            return None
+        outage.retries += 1
+        delay = policy.backoff(outage.retries)
+        limits = []
+        if policy.max_elapsed is not None:
+            left = policy.max_elapsed - (now - outage.since)
+            if left <= 0:
+                logger.warning("%s: giving up after %.3f s", self.what, now - outage.since)
+                return None
+            limits.append(left)
+        timeout = self.call_timeout()
+        if timeout is not None:
+            # The next call then fails with DEADLINE_EXCEEDED, which ends it.
+            limits.append(timeout)
+        delay = min([delay, *limits])
+        logger.debug("%s: %s (%s); calling again in %.3f s", self.what, code.name, details, delay)
+        return delay
+
+
+def _reconnector(
+    reconnect: bool | ReconnectPolicy,
+    on_reconnect: Callable[[Reconnect], None] | None,
+    what: str,
+    timeout: float | None,
+) -> _Reconnector | None:
+    if reconnect is False or reconnect is None:
+        if on_reconnect is not None:
+            raise ValueError("on_reconnect needs reconnect=True or a ReconnectPolicy")
+        return None
+    policy = ReconnectPolicy() if reconnect is True else reconnect
+    if not isinstance(policy, ReconnectPolicy):
+        raise TypeError("reconnect must be a bool or a ReconnectPolicy")
+    return _Reconnector(policy, on_reconnect, what, timeout)
+
+
+def _stats_update(message: pb.StatsUpdate, reconnector: _Reconnector | None) -> StatsUpdate:
+    """An update for the caller; the first one of a call means the call was accepted."""
+    update = StatsUpdate.from_proto(message)
+    if reconnector is None:
+        return update
+    if not reconnector.connected:
+        reconnector.accepted(0)
+    report = reconnector.take_report()
+    return update if report is None else replace(update, reconnect=report)
+
+
+# ------------------------------------------------------------------------------------------
 # Channels
 
 
@@ -744,6 +1028,78 @@ class Subscription:
         self.cancel()
 
 
+def _accepted_id(metadata: Any) -> int | None:
+    """The subscriber id in a call's initial metadata; None if the call never started."""
+    value = dict(metadata or ()).get("x-subscriber-id")
+    return None if value is None else int(value)
+
+
+class ReconnectingSubscription(Subscription):
+    """A :class:`Subscription` that calls ``Subscribe`` again when its call breaks.
+
+    From ``subscribe(..., reconnect=True)`` (or a :class:`ReconnectPolicy`). Errors outside the
+    policy's ``retry_codes``, or an exhausted policy, end the iteration with the
+    ``grpc.RpcError`` as usual; ``cancel()`` ends it quietly, even during a backoff wait. The
+    first heap after a reconnection carries ``heap.reconnect``.
+    """
+
+    def __init__(self, start: Callable[[float | None], Any], reconnector: _Reconnector) -> None:
+        self._start = start
+        self._reconnector = reconnector
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        super().__init__(start(reconnector.call_timeout()))
+
+    @property
+    def connected(self) -> bool:
+        """True while a call is in place (accepted by the gateway and not broken)."""
+        return self._reconnector.connected
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the subscription got back after its call broke."""
+        return self._reconnector.reconnects
+
+    def __iter__(self) -> Iterator[ReceivedHeap]:
+        r = self._reconnector
+        while not self._stopped.is_set():
+            call = self._call
+            try:
+                accepted = _accepted_id(call.initial_metadata())
+                if accepted is not None:
+                    r.accepted(accepted)
+                reassembler = Reassembler()
+                for message in call:
+                    if not r.connected:  # a gateway that sends no subscriber id
+                        r.accepted(0)
+                    heap = reassembler.feed(message)
+                    if heap is not None:
+                        yield r.delivered(heap)
+                r.connected = False
+                return  # the stream ended for good
+            except grpc.RpcError as exc:
+                if self._stopped.is_set():
+                    return
+                delay = r.failed(exc)
+                if delay is None:
+                    raise
+            except ProtocolError:
+                call.cancel()
+                raise
+            if self._stopped.wait(delay):
+                return
+            with self._lock:
+                if self._stopped.is_set():
+                    return
+                self._call = self._start(r.call_timeout())
+
+    def cancel(self) -> None:
+        """Ends the subscription (and any wait before a new call)."""
+        with self._lock:
+            self._stopped.set()
+            self._call.cancel()
+
+
 def _open_channel(
     module: Any,
     target: str,
@@ -815,26 +1171,62 @@ class GatewayClient(_ClientBase):
         every_nth: int = 1,
         include_incomplete: bool = False,
         queue_depth: int = 0,
+        *,
+        reconnect: bool | ReconnectPolicy = False,
+        on_reconnect: Callable[[Reconnect], None] | None = None,
+        timeout: float | None = None,
     ) -> Subscription:
-        """Heaps of a receive stream, optionally only some items and every Nth heap."""
+        """Heaps of a receive stream, optionally only some items and every Nth heap.
+
+        ``reconnect`` (True, or a :class:`ReconnectPolicy`) makes a
+        :class:`ReconnectingSubscription`, which calls again when the call breaks;
+        ``on_reconnect`` is then called (in the iterating thread) each time it got back.
+        ``timeout`` bounds the whole subscription (DEADLINE_EXCEEDED, never retried).
+        """
         request = _subscribe_request(
             stream, list(items), every_nth, include_incomplete, queue_depth
         )
-        return Subscription(self._m.subscribe(request, metadata=self.metadata))
+
+        def start(call_timeout: float | None) -> Any:
+            return self._m.subscribe(request, metadata=self.metadata, timeout=call_timeout)
+
+        reconnector = _reconnector(reconnect, on_reconnect, f"subscription to {stream!r}", timeout)
+        if reconnector is None:
+            return Subscription(start(timeout))
+        return ReconnectingSubscription(start, reconnector)
 
     def watch_stats(
-        self, streams: Iterable[str] = (), interval: float = 1.0
+        self,
+        streams: Iterable[str] = (),
+        interval: float = 1.0,
+        *,
+        reconnect: bool | ReconnectPolicy = False,
+        on_reconnect: Callable[[Reconnect], None] | None = None,
+        timeout: float | None = None,
     ) -> Iterator[StatsUpdate]:
-        """Statistics every ``interval`` seconds (iterate; close the iterator to stop)."""
-        call = self._m.watch_stats(
-            pb.WatchStatsRequest(streams=list(streams), interval_seconds=interval),
-            metadata=self.metadata,
-        )
-        try:
-            for message in call:
-                yield StatsUpdate.from_proto(message)
-        finally:
-            call.cancel()
+        """Statistics every ``interval`` seconds (iterate; close the iterator to stop).
+
+        ``reconnect``, ``on_reconnect`` and ``timeout`` work as for :meth:`subscribe`.
+        """
+        request = pb.WatchStatsRequest(streams=list(streams), interval_seconds=interval)
+        r = _reconnector(reconnect, on_reconnect, "stats watch", timeout)
+        while True:
+            call = self._m.watch_stats(
+                request,
+                metadata=self.metadata,
+                timeout=timeout if r is None else r.call_timeout(),
+            )
+            try:
+                for message in call:
+                    yield _stats_update(message, r)
+                return
+            except grpc.RpcError as exc:
+                delay = None if r is None else r.failed(exc)
+                if delay is None:
+                    raise
+            finally:
+                call.cancel()
+            time.sleep(delay)
 
     def sender(self, stream: str) -> SyncHeapSender:
         """An ItemGroup-like sender into a send stream (one ``Send`` call)."""
@@ -891,6 +1283,68 @@ class AsyncSubscription:
         self._call.cancel()
 
 
+class AsyncReconnectingSubscription(AsyncSubscription):
+    """The asyncio :class:`ReconnectingSubscription` (``subscribe(..., reconnect=...)``)."""
+
+    def __init__(self, start: Callable[[float | None], Any], reconnector: _Reconnector) -> None:
+        self._start = start
+        self._reconnector = reconnector
+        self._stopped = asyncio.Event()
+        super().__init__(start(reconnector.call_timeout()))
+
+    @property
+    def connected(self) -> bool:
+        """True while a call is in place (accepted by the gateway and not broken)."""
+        return self._reconnector.connected
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the subscription got back after its call broke."""
+        return self._reconnector.reconnects
+
+    async def __aiter__(self) -> AsyncIterator[ReceivedHeap]:
+        r = self._reconnector
+        while not self._stopped.is_set():
+            call = self._call
+            try:
+                accepted = _accepted_id(await call.initial_metadata())
+                if accepted is not None:
+                    r.accepted(accepted)
+                reassembler = Reassembler()
+                async for message in call:
+                    if not r.connected:  # a gateway that sends no subscriber id
+                        r.accepted(0)
+                    heap = reassembler.feed(message)
+                    if heap is not None:
+                        yield r.delivered(heap)
+                r.connected = False
+                return  # the stream ended for good
+            except asyncio.CancelledError:
+                if self._stopped.is_set():  # our cancel(), not the task's
+                    return
+                raise
+            except grpc.RpcError as exc:
+                if self._stopped.is_set():
+                    return
+                delay = r.failed(exc)
+                if delay is None:
+                    raise
+            except ProtocolError:
+                call.cancel()
+                raise
+            try:
+                await asyncio.wait_for(self._stopped.wait(), delay)
+                return
+            except TimeoutError:
+                pass
+            self._call = self._start(r.call_timeout())
+
+    def cancel(self) -> None:
+        """Ends the subscription (and any wait before a new call)."""
+        self._stopped.set()
+        self._call.cancel()
+
+
 class AsyncGatewayClient(_ClientBase):
     """The asyncio counterpart of :class:`GatewayClient` (same arguments)."""
 
@@ -940,26 +1394,56 @@ class AsyncGatewayClient(_ClientBase):
         every_nth: int = 1,
         include_incomplete: bool = False,
         queue_depth: int = 0,
+        *,
+        reconnect: bool | ReconnectPolicy = False,
+        on_reconnect: Callable[[Reconnect], None] | None = None,
+        timeout: float | None = None,
     ) -> AsyncSubscription:
-        """Heaps of a receive stream (``async for heap in client.subscribe(...)``)."""
+        """Heaps of a receive stream (``async for heap in client.subscribe(...)``);
+        ``reconnect``, ``on_reconnect`` and ``timeout`` as for :meth:`GatewayClient.subscribe`.
+        """
         request = _subscribe_request(
             stream, list(items), every_nth, include_incomplete, queue_depth
         )
-        return AsyncSubscription(self._m.subscribe(request, metadata=self.metadata))
+
+        def start(call_timeout: float | None) -> Any:
+            return self._m.subscribe(request, metadata=self.metadata, timeout=call_timeout)
+
+        reconnector = _reconnector(reconnect, on_reconnect, f"subscription to {stream!r}", timeout)
+        if reconnector is None:
+            return AsyncSubscription(start(timeout))
+        return AsyncReconnectingSubscription(start, reconnector)
 
     async def watch_stats(
-        self, streams: Iterable[str] = (), interval: float = 1.0
+        self,
+        streams: Iterable[str] = (),
+        interval: float = 1.0,
+        *,
+        reconnect: bool | ReconnectPolicy = False,
+        on_reconnect: Callable[[Reconnect], None] | None = None,
+        timeout: float | None = None,
     ) -> AsyncIterator[StatsUpdate]:
-        """Statistics every ``interval`` seconds."""
-        call = self._m.watch_stats(
-            pb.WatchStatsRequest(streams=list(streams), interval_seconds=interval),
-            metadata=self.metadata,
-        )
-        try:
-            async for message in call:
-                yield StatsUpdate.from_proto(message)
-        finally:
-            call.cancel()
+        """Statistics every ``interval`` seconds; ``reconnect``, ``on_reconnect`` and
+        ``timeout`` as for :meth:`GatewayClient.subscribe`."""
+        request = pb.WatchStatsRequest(streams=list(streams), interval_seconds=interval)
+        r = _reconnector(reconnect, on_reconnect, "stats watch", timeout)
+        while True:
+            call = self._m.watch_stats(
+                request,
+                metadata=self.metadata,
+                timeout=timeout if r is None else r.call_timeout(),
+            )
+            try:
+                async for message in call:
+                    yield _stats_update(message, r)
+                return
+            except grpc.RpcError as exc:
+                delay = None if r is None else r.failed(exc)
+                if delay is None:
+                    raise
+            finally:
+                call.cancel()
+            await asyncio.sleep(delay)
 
     def sender(self, stream: str) -> AsyncHeapSender:
         """An ItemGroup-like sender into a send stream (needs a running event loop)."""

@@ -52,6 +52,7 @@ flavour = "64-48"
 """
 
 MiB = 1024 * 1024
+GiB = 1024 * MiB
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 FLAVOUR_RE = re.compile(r"^(?:SPEAD-)?64-(\d+)$")
 MEMCPY_CHOICES = ("std", "nontemporal")
@@ -150,6 +151,9 @@ class ReceiveStreamConfig:
     threads: int = 1
     # spead2.recv.StreamConfig
     max_heaps: int = 4
+    # Heaps that claim more than this (HEAP_LENGTH, payload or item addresses) are refused
+    # before anything is allocated; 4 GiB is the spead2 core's own default.
+    max_heap_size: int = 4 * GiB
     substreams: int = 1
     bug_compat: int = 0
     memcpy: str = "std"
@@ -198,6 +202,18 @@ class SendStreamConfig:
     buffer_size: int = 0
     queue_timeout: float = 5.0
     threads: int = 1
+    # Limits per Send call: bytes of SendRequest messages per second (0: none) with a
+    # token-bucket burst (0: one second's worth), and Send calls open at once per stream.
+    max_client_rate: float = 0.0
+    max_client_burst: int = 0
+    max_concurrent_sends: int = 16
+
+    @property
+    def client_burst(self) -> int:
+        """The token-bucket capacity of one Send call (bytes); 0 when there is no rate cap."""
+        if self.max_client_rate == 0:
+            return 0
+        return self.max_client_burst or max(math.ceil(self.max_client_rate), 1)
 
     @property
     def endpoint(self) -> str:
@@ -637,6 +653,7 @@ def _receive_stream(t: _Table, base: Path | None) -> ReceiveStreamConfig:
         flavour=_flavour(t),
         threads=t.get_int("threads", d.threads, 1, 64),
         max_heaps=t.get_int("max_heaps", d.max_heaps, 1),
+        max_heap_size=t.get_int("max_heap_size", d.max_heap_size, 1),
         substreams=t.get_int("substreams", d.substreams, 1),
         bug_compat=t.get_int("bug_compat", d.bug_compat, 0, 15),
         memcpy=memcpy,
@@ -706,7 +723,15 @@ def _send_stream(t: _Table) -> SendStreamConfig:
         buffer_size=t.get_int("buffer_size", default_buffer, 0),
         queue_timeout=t.get_float("queue_timeout", d.queue_timeout),
         threads=t.get_int("threads", d.threads, 1, 64),
+        max_client_rate=t.get_float("max_client_rate", d.max_client_rate),
+        max_client_burst=t.get_int("max_client_burst", d.max_client_burst, 0),
+        max_concurrent_sends=t.get_int("max_concurrent_sends", d.max_concurrent_sends, 1, 65536),
     )
+    if config.max_client_burst and not config.max_client_rate:
+        raise t.error(
+            "max_client_burst",
+            f"has no effect without max_client_rate (got {config.max_client_burst})",
+        )
     t.finish()
     return config
 

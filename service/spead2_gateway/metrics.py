@@ -35,6 +35,15 @@ PREFIX = "spead2_gateway"
 # spead2 statistics that are maxima, not counters.
 _MAXIMUM_STATS = frozenset({"max_batch"})
 _POOL_GAUGES = frozenset({"free", "in_use", "allocated"})
+# Send-stream statistics that are levels, not counters: stat -> (metric, help).
+_SEND_GAUGES = {
+    "queued_heaps": ("send_queued_heaps", "Heaps queued for transmission"),
+    "active_sessions": ("send_active_sessions", "Send calls in progress"),
+    "achieved_rate_bytes_per_second": (
+        "send_achieved_rate_bytes_per_second",
+        "Bytes sent per second over the last 10 s, measured by the sender",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -248,8 +257,9 @@ def _receive(f: _Families, name: str, stats: pb.StreamStats) -> None:
 
 def _send(f: _Families, name: str, stats: pb.StreamStats) -> None:
     for stat, value in sorted(stats.counters.items()):
-        if stat == "queued_heaps":
-            f.gauge("send_queued_heaps", "Heaps queued for transmission", ["stream"], [name], value)
+        gauge = _SEND_GAUGES.get(stat)
+        if gauge is not None:
+            f.gauge(gauge[0], gauge[1], ["stream"], [name], value)
         else:
             f.counter(f"send_{stat}", f"Send stream statistic {stat}", ["stream"], [name], value)
 

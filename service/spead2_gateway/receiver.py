@@ -112,6 +112,7 @@ class ReceiveStream:
         c = self.config
         kwargs: dict[str, Any] = {
             "max_heaps": c.max_heaps,
+            "max_heap_size": c.max_heap_size,
             "substreams": c.substreams,
             "bug_compat": c.bug_compat,
             "memcpy": spead2.MEMCPY_NONTEMPORAL if c.memcpy == "nontemporal" else spead2.MEMCPY_STD,

@@ -6,6 +6,16 @@ would. Heaps go to a ``spead2.send.asyncio`` stream, which paces them at the con
 At most ``max_heaps`` heaps are in flight per stream; a call whose next heap finds no room
 for ``queue_timeout`` seconds fails with RESOURCE_EXHAUSTED (the wait itself is
 back-pressure: the call stops reading, so HTTP/2 flow control slows the client).
+
+Per-client limits fail fast with RESOURCE_EXHAUSTED rather than pace: at most
+``max_concurrent_sends`` calls are open per stream, and a call whose requests exceed
+``max_client_rate`` bytes per second (a token bucket of ``max_client_burst`` bytes per call)
+is ended. Pacing would let one client hold a queue slot and a call open indefinitely; a hard
+error tells the client at once that it must slow down.
+
+The achieved rate (bytes on the wire per second over the last :data:`RATE_WINDOW` seconds)
+is kept here, as heaps complete, so every reader (metrics scrapes, ``WatchStats``) sees the
+same value and none of them disturbs it.
 """
 
 from __future__ import annotations
@@ -13,6 +23,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,12 +40,15 @@ from spead2_gateway import codec
 from spead2_gateway._proto import gateway_pb2 as pb
 from spead2_gateway.config import SendStreamConfig
 
-__all__ = ["SendError", "SendSession", "SendStream"]
+__all__ = ["RateWindow", "SendError", "SendSession", "SendStream", "TokenBucket"]
 
 logger = logging.getLogger(__name__)
 
 # Item IDs 1 to 6 are SPEAD's own (heap counter, heap length, payload, descriptor, control).
 MAX_RESERVED_ID = 6
+# Seconds of history behind the achieved-rate gauge, and the slots it is kept in.
+RATE_WINDOW = 10.0
+RATE_SLOTS = 50
 
 
 class SendError(Exception):
@@ -57,6 +73,84 @@ class SendCounters:
     rejected_heaps: int = 0
     errors: int = 0
     sessions: int = 0
+    refused_sessions: int = 0
+    rate_limited_sessions: int = 0
+
+
+class TokenBucket:
+    """Admits ``rate`` units per second on average and at most ``burst`` at once.
+
+    The bucket starts full. A request for more than the bucket holds is refused and takes
+    nothing, so a refused request does not push later ones further into the future.
+    """
+
+    def __init__(
+        self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = burst
+        self._last = clock()
+
+    def take(self, amount: float) -> bool:
+        """Removes ``amount`` tokens if the bucket holds that many; False otherwise."""
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if amount > self._tokens:
+            return False
+        self._tokens -= amount
+        return True
+
+
+class RateWindow:
+    """Bytes per second over the last ``window`` seconds, summed in fixed time slots.
+
+    Memory is bounded by the number of slots, whatever the heap rate. Before ``window``
+    seconds have passed since creation the rate is over the time elapsed so far (at least one
+    second, so the first heap does not read as a huge rate). :meth:`add` runs on the event
+    loop and :meth:`rate` on the metrics thread, hence the lock.
+    """
+
+    def __init__(
+        self,
+        window: float = RATE_WINDOW,
+        slots: int = RATE_SLOTS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.window = window
+        self._slots = slots
+        self._width = window / slots
+        self._clock = clock
+        self._start = clock()
+        self._totals: deque[list[int]] = deque()  # [slot index, bytes], oldest first
+        self._lock = threading.Lock()
+
+    def add(self, nbytes: int) -> None:
+        """Counts ``nbytes`` as sent now."""
+        index = int(self._clock() // self._width)
+        with self._lock:
+            if self._totals and self._totals[-1][0] == index:
+                self._totals[-1][1] += nbytes
+            else:
+                self._totals.append([index, nbytes])
+                self._prune(index)
+
+    def _prune(self, index: int) -> None:
+        oldest = index - self._slots + 1
+        while self._totals and self._totals[0][0] < oldest:
+            self._totals.popleft()
+
+    def rate(self) -> float:
+        """Bytes per second over the window that ends now."""
+        now = self._clock()
+        index = int(now // self._width)
+        with self._lock:
+            self._prune(index)
+            total = sum(nbytes for _, nbytes in self._totals)
+        begin = max((index - self._slots + 1) * self._width, self._start)
+        return total / max(now - begin, 1.0)
 
 
 class SendStream:
@@ -78,6 +172,8 @@ class SendStream:
         self._connect_lock = asyncio.Lock()
         self._slots = asyncio.Semaphore(config.max_heaps)
         self._pending: set[asyncio.Future[int]] = set()
+        self.active_sessions = 0
+        self.achieved = RateWindow()
         self.max_item_id = (1 << (63 - config.heap_address_bits)) - 1
 
     def _stream_config(self) -> spead2.send.StreamConfig:
@@ -143,9 +239,26 @@ class SendStream:
         return self._stream
 
     def session(self) -> SendSession:
-        """State for one ``Send`` call."""
+        """State for one ``Send`` call; RESOURCE_EXHAUSTED past ``max_concurrent_sends``.
+
+        The session closes itself when the calling task (the RPC) ends, however it ends;
+        :meth:`SendSession.close` may also be called earlier.
+        """
+        limit = self.config.max_concurrent_sends
+        if self.active_sessions >= limit:
+            self.counters.refused_sessions += 1
+            raise SendError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"send stream {self.name}: {limit} Send calls already in progress "
+                f"(max_concurrent_sends); retry when one ends",
+            )
         self.counters.sessions += 1
-        return SendSession(self)
+        self.active_sessions += 1
+        session = SendSession(self)
+        task = _current_task()
+        if task is not None:
+            task.add_done_callback(lambda _task: session.close())
+        return session
 
     async def transmit(self, heap: spead2.send.Heap, cnt: int) -> asyncio.Future[int]:
         """Queues a heap, waiting up to ``queue_timeout`` for room; returns its future."""
@@ -185,8 +298,10 @@ class SendStream:
             return
         exc = future.exception()
         if exc is None:
+            nbytes = future.result()
             self.counters.heaps += 1
-            self.counters.bytes += future.result()
+            self.counters.bytes += nbytes
+            self.achieved.add(nbytes)
             return
         self.counters.errors += 1
         logger.warning("send stream %s: heap not sent: %s", self.name, exc)
@@ -216,10 +331,21 @@ class SendStream:
                 "rejected_heaps": c.rejected_heaps,
                 "errors": c.errors,
                 "sessions": c.sessions,
+                "refused_sessions": c.refused_sessions,
+                "rate_limited_sessions": c.rate_limited_sessions,
                 "queued_heaps": len(self._pending),
+                "active_sessions": self.active_sessions,
+                "achieved_rate_bytes_per_second": round(self.achieved.rate()),
             }
         )
         return message
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running event loop (direct use from synchronous code)
+        return None
 
 
 def _is_multicast(host: str) -> bool:
@@ -236,15 +362,51 @@ class SendSession:
         self.stream = stream
         self.item_group = spead2.send.ItemGroup(flavour=stream.flavour)
         self._futures: list[asyncio.Future[int]] = []
+        config = stream.config
+        self._bucket = (
+            TokenBucket(config.max_client_rate, config.client_burst)
+            if config.max_client_rate > 0
+            else None
+        )
+        self.closed = False
+
+    def close(self) -> None:
+        """Frees this call's place under ``max_concurrent_sends`` (idempotent)."""
+        if not self.closed:
+            self.closed = True
+            self.stream.active_sessions -= 1
 
     async def submit(self, request: pb.SendRequest) -> None:
         """Builds and queues one heap; raises :class:`SendError`."""
+        self._admit(request.ByteSize())
         try:
             heap = self._build(request)
         except SendError:
             self.stream.counters.rejected_heaps += 1
             raise
         self._futures.append(await self.stream.transmit(heap, request.cnt))
+
+    def _admit(self, size: int) -> None:
+        """Charges ``size`` request bytes to this call's token bucket; RESOURCE_EXHAUSTED if
+        the call is over ``max_client_rate``."""
+        bucket = self._bucket
+        if bucket is None or bucket.take(size):
+            return
+        counters = self.stream.counters
+        counters.rejected_heaps += 1
+        counters.rate_limited_sessions += 1
+        name = self.stream.name
+        if size > bucket.burst:
+            message = (
+                f"send stream {name}: a request of {size} bytes is larger than this call's "
+                f"burst of {bucket.burst:g} bytes (max_client_burst)"
+            )
+        else:
+            message = (
+                f"send stream {name}: this Send call exceeded max_client_rate = "
+                f"{bucket.rate:g} bytes/s (burst {bucket.burst:g} bytes); send more slowly"
+            )
+        raise SendError(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
 
     def _build(self, request: pb.SendRequest) -> spead2.send.Heap:
         group = self.item_group

@@ -127,7 +127,9 @@ class Daemon:
                 raise AssertionError(f"daemon not ready after {timeout} s:\n{self.log()}")
             time.sleep(0.02)
         self.info = json.loads(self.ready_path.read_text(encoding="utf-8"))
-        with self.client() as client:
+        # A private subchannel: one shared with a channel to a previous daemon on the same
+        # address may still be waiting out its reconnection backoff.
+        with self.client(options=[("grpc.use_local_subchannel_pool", 1)]) as client:
             wait_until(lambda: client.health() == "SERVING", timeout, "health SERVING")
         return self
 

@@ -53,3 +53,36 @@ def test_departed_subscribers_are_forgotten() -> None:
         is None
     )
     assert metric_value(text, "spead2_gateway_subscribers", stream="beam") == 1
+
+
+def _send_stats(rate: int, heaps: int) -> pb.StreamStats:
+    stats = pb.StreamStats(stream="tx", kind=pb.STREAM_KIND_SEND)
+    stats.counters.update(
+        {
+            "heaps": heaps,
+            "achieved_rate_bytes_per_second": rate,
+            "active_sessions": 1,
+            "refused_sessions": 2,
+        }
+    )
+    return stats
+
+
+def test_send_achieved_rate_is_a_gauge_read_from_the_sender() -> None:
+    """The achieved rate is exported as the sender reports it: it falls when the sender's
+    window does (a counter would be held at its maximum), and repeated scrapes of the same
+    reading export the same value (scrapers do not interfere)."""
+    current = [_send_stats(5000, 10)]
+    metrics = Metrics(lambda: [StreamSnapshot("tx", "send", "running", current[0])])
+    name = "spead2_gateway_send_achieved_rate_bytes_per_second"
+    text = generate_latest(metrics.registry).decode()
+    assert f"# TYPE {name} gauge" in text
+    assert metric_value(text, name, stream="tx") == 5000
+    assert metric_value(text, "spead2_gateway_send_active_sessions", stream="tx") == 1
+    assert metric_value(text, "spead2_gateway_send_refused_sessions_total", stream="tx") == 2
+    current[0] = _send_stats(1200, 12)
+    for _ in range(3):
+        text = generate_latest(metrics.registry).decode()
+        assert metric_value(text, name, stream="tx") == 1200
+        assert metric_value(text, "spead2_gateway_send_heaps_total", stream="tx") == 12
+    assert "spead2_gateway_send_achieved_rate_bytes_per_second_total" not in text

@@ -1,15 +1,21 @@
 """deploy/: the Dockerfile only copies what exists and what .dockerignore lets through, the
-container health check tells SERVING from unreachable, and the shipped configurations are
-valid for the daemon."""
+container health check tells SERVING from unreachable, the shipped configurations are
+valid for the daemon, and kubeconform -strict with the pinned schemas of
+scripts/k8s_schemas.py accepts the Kubernetes manifests but not a misspelt field."""
 
 from __future__ import annotations
 
+import copy
 import fnmatch
+import json
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+import yaml
 from gateway_harness import Daemon, daemon_env
 from obs_support import REPO_ROOT, gateway_config
 from util.ports import free_tcp_port, free_udp_port
@@ -106,3 +112,116 @@ def test_healthcheck_unknown_service_and_no_server(daemon: Daemon) -> None:
     assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr
     nobody = _healthcheck(f"127.0.0.1:{free_tcp_port()}")
     assert nobody.returncode == 1 and "UNAVAILABLE" in nobody.stderr
+
+
+# --- Kubernetes manifests: kubeconform -strict -------------------------------------------
+
+Manifest = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def kubeconform() -> list[str]:
+    """The pinned kubeconform and its -schema-location flags, as check_deploy.sh runs it."""
+    if shutil.which("go") is None:
+        pytest.skip("kubeconform is not installed: scripts/k8s_schemas.py needs go for it")
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "k8s_schemas.py")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr
+    return [*result.stdout.splitlines(), "-strict", "-output", "json", "-verbose"]
+
+
+@pytest.fixture(scope="module")
+def manifests() -> list[Manifest]:
+    """deploy/kubernetes rendered by kustomize."""
+    if shutil.which("kustomize"):
+        cmd = ["kustomize", "build", str(DEPLOY / "kubernetes")]
+    elif shutil.which("kubectl"):
+        cmd = ["kubectl", "kustomize", str(DEPLOY / "kubernetes")]
+    else:
+        pytest.skip("neither kustomize nor kubectl is installed")
+    rendered = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120)
+    return list(yaml.safe_load_all(rendered.stdout))
+
+
+def _validate(kubeconform: list[str], text: str) -> list[dict[str, Any]]:
+    result = subprocess.run(
+        [*kubeconform, "-"], input=text, capture_output=True, text=True, timeout=120
+    )
+    resources: list[dict[str, Any]] = json.loads(result.stdout)["resources"]
+    valid = all(r["status"] == "statusValid" for r in resources)
+    assert (result.returncode == 0) == valid, result.stderr
+    return resources
+
+
+def _only(manifests: list[Manifest], kind: str) -> Manifest:
+    (found,) = [copy.deepcopy(m) for m in manifests if m["kind"] == kind]
+    return found
+
+
+def test_kubeconform_accepts_manifests(kubeconform: list[str], manifests: list[Manifest]) -> None:
+    """Every rendered resource, the PodMonitor custom resource included, validated (none
+    skipped for want of a schema)."""
+    resources = _validate(kubeconform, yaml.safe_dump_all(manifests))
+    statuses = sorted((r["kind"], r["status"]) for r in resources)
+    kinds = ["ConfigMap", "DaemonSet", "Namespace", "PodMonitor", "Service"]
+    assert statuses == [(kind, "statusValid") for kind in kinds]
+
+
+def _misspell(path: list[str | int], old: str, new: str) -> Callable[[Manifest], None]:
+    """A mutation renaming field ``old`` to ``new`` in the object at ``path``."""
+
+    def mutate(manifest: Manifest) -> None:
+        node: Any = manifest
+        for step in path:
+            node = node[step]
+        node[new] = node.pop(old)
+
+    return mutate
+
+
+MISSPELT = {
+    "daemonset-top": ("DaemonSet", [], "spec", "spce"),
+    "daemonset-pod": ("DaemonSet", ["spec", "template", "spec"], "hostNetwork", "hostNetwrok"),
+    "daemonset-container": (
+        "DaemonSet",
+        ["spec", "template", "spec", "containers", 0, "securityContext"],
+        "readOnlyRootFilesystem",
+        "readOnlyRootFileSystem",
+    ),
+    "service-port": ("Service", ["spec", "ports", 0], "targetPort", "tragetPort"),
+    "podmonitor-metadata": ("PodMonitor", ["metadata"], "labels", "lables"),
+    "podmonitor-spec": ("PodMonitor", ["spec"], "podMetricsEndpoints", "podMetricEndpoints"),
+    "podmonitor-relabeling": (
+        "PodMonitor",
+        ["spec", "podMetricsEndpoints", 0, "relabelings", 0],
+        "targetLabel",
+        "targetLable",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MISSPELT))
+def test_kubeconform_rejects_unknown_field(
+    kubeconform: list[str], manifests: list[Manifest], case: str
+) -> None:
+    """A misspelt field, at any depth and in the CRD too, makes the resource invalid."""
+    kind, path, old, new = MISSPELT[case]
+    manifest = _only(manifests, kind)
+    _misspell(path, old, new)(manifest)
+    (resource,) = _validate(kubeconform, yaml.safe_dump(manifest))
+    assert resource["status"] == "statusInvalid", resource
+    # The message names the innermost failure; validationErrors only the outermost level.
+    where = "".join(f"/{step}" for step in path)
+    assert resource["msg"].endswith(f"at '{where}': additional properties '{new}' not allowed")
+
+
+def test_kubeconform_rejects_duplicate_key(kubeconform: list[str]) -> None:
+    """-strict also refuses a key given twice (plain YAML keeps the last one silently)."""
+    text = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n  name: b\n"
+    (resource,) = _validate(kubeconform, text)
+    assert resource["status"] == "statusError"
+    assert 'key "name" already set in map' in resource["msg"]

@@ -298,7 +298,9 @@ def test_max_heap_size_rejects_larger_heaps_before_allocating() -> None:
     assert heaps[1]["items"][0]["data"] == P.value_bytes(2, SIZE)
     assert drops(stream) == {"heap_too_large": 2}
     assert spead2.recv.StreamConfig(max_heap_size=limit).max_heap_size == limit
-    assert spead2.recv.StreamConfig().max_heap_size == spead2.recv.StreamConfig.DEFAULT_MAX_HEAP_SIZE
+    assert (
+        spead2.recv.StreamConfig().max_heap_size == spead2.recv.StreamConfig.DEFAULT_MAX_HEAP_SIZE
+    )
     with pytest.raises(ValueError, match="max_heap_size cannot be 0"):
         spead2.recv.StreamConfig(max_heap_size=0)
 

@@ -985,7 +985,7 @@ mod tests {
     struct ThreadRecorder {
         inline: bool,
         gate: Option<mpsc::Receiver<()>>,
-        log: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+        log: ThreadLog,
     }
 
     impl Writer for ThreadRecorder {
