@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 from util import jobs
 from util.peer import Peer
 
 import spead2
 import spead2.recv
+import spead2.send
 
 C = "recv.StreamConfig"
 R = "recv.RingStreamConfig"
@@ -236,3 +238,31 @@ def test_add_inproc_reader_none() -> None:
     with pytest.raises(TypeError):
         stream.add_inproc_reader(None)  # type: ignore[arg-type]
     stream.stop()
+
+
+@pytest.mark.parametrize("memcpy", ["MEMCPY_STD", "MEMCPY_NONTEMPORAL"])
+def test_memcpy_methods_deliver_exact_payloads(memcpy: str) -> None:
+    """Both copy methods (ours streams around the cache for MEMCPY_NONTEMPORAL) give the
+    same bytes, for payload sizes and offsets that are not multiples of the store width."""
+    sizes = [1, 255, 257, 8999, 100_003]
+    out = spead2.send.BytesStream(
+        spead2.ThreadPool(1), spead2.send.StreamConfig(max_packet_size=1461)
+    )
+    values = []
+    for i, size in enumerate(sizes):
+        ig = spead2.send.ItemGroup()
+        value = np.arange(size, dtype=np.uint32).astype(np.uint8) ^ (i * 37)
+        ig.add_item(0x1000, "v", "", shape=(size,), dtype=np.uint8, value=value)
+        out.send_heap(ig.get_heap(descriptors="all", data="all"))
+        values.append(value)
+    config = spead2.recv.StreamConfig(memcpy=getattr(spead2, memcpy), max_heaps=8)
+    stream = spead2.recv.Stream(spead2.ThreadPool(1), config)
+    stream.add_buffer_reader(out.getvalue())
+    got = []
+    for heap in stream:
+        ig_recv = spead2.ItemGroup()
+        ig_recv.update(heap)
+        got.append(ig_recv["v"].value)
+    assert len(got) == len(values)
+    for want, have in zip(values, got, strict=True):
+        np.testing.assert_array_equal(have, want)

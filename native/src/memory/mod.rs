@@ -1,6 +1,7 @@
 //! Memory for heap payloads: the allocator interface, the plain and mmap allocators, and
 //! the pool. A heap's payload is allocated once here and later exposed to numpy in place.
 
+pub mod copy;
 pub mod mmap;
 pub mod pool;
 

@@ -27,9 +27,10 @@ use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use super::config::StreamConfig;
+use super::config::{Memcpy, StreamConfig};
 use super::heap::{ReceivedHeap, ReceivedHeapParts};
 use super::stats::DropReason;
+use crate::memory::copy::copy_payload;
 use crate::memory::{Allocator, Buffer};
 use crate::protocol::ids::{CTRL_STREAM_STOP, HEAP_CNT_ID, PAYLOAD_LENGTH_ID, STREAM_CTRL_ID};
 use crate::protocol::{DecodeError, PacketHeader};
@@ -53,6 +54,7 @@ pub struct HeapRules {
     pub max_heap_size: u64,
     pub max_heap_pointers: usize,
     pub bug_compat: u32,
+    pub memcpy: Memcpy,
     pub allocator: Arc<dyn Allocator>,
 }
 
@@ -64,6 +66,7 @@ impl HeapRules {
             max_heap_size: config.max_heap_size,
             max_heap_pointers: config.max_heap_pointers,
             bug_compat: config.bug_compat,
+            memcpy: config.memcpy,
             allocator: Arc::clone(&config.allocator),
         }
     }
@@ -116,7 +119,7 @@ impl LiveHeap {
         self.check_pointer_count(packet, &scan, rules)?;
         let placement = self.place(packet, end, rules)?;
         self.reserve(packet.heap_length, end, rules)?;
-        self.commit(packet, end, placement, &scan);
+        self.commit(packet, end, placement, &scan, rules.memcpy);
         Ok(())
     }
 
@@ -420,6 +423,7 @@ impl LiveHeap {
         end: u64,
         placement: Option<Placement>,
         scan: &PointerScan,
+        memcpy: Memcpy,
     ) {
         if packet.heap_length.is_some() {
             self.heap_length = packet.heap_length;
@@ -429,7 +433,7 @@ impl LiveHeap {
             let target = buffer.get_mut(packet.payload_offset as usize..end as usize);
             debug_assert!(target.is_some(), "payload buffer too short");
             if let Some(target) = target {
-                target.copy_from_slice(packet.payload);
+                copy_payload(target, packet.payload, memcpy);
             }
         }
         self.received_length += packet.payload_length;
@@ -645,6 +649,7 @@ mod tests {
             max_heap_size: 1 << 20,
             max_heap_pointers: 64,
             bug_compat: 0,
+            memcpy: Memcpy::Std,
             allocator: Arc::new(DefaultAllocator),
         }
     }

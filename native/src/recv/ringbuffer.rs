@@ -3,6 +3,8 @@
 //! The fd is an eventfd in semaphore mode whose count equals the number of queued items, so a
 //! level-triggered poll (asyncio's `add_reader`) sees it readable exactly while `get_nowait`
 //! would succeed. Once stopped, it is made permanently readable so waiters wake to see `Stopped`.
+//! The count is kept only from the first call to `fd`: a consumer that never polls (a plain
+//! iterator) then pays no eventfd syscalls, two per item otherwise.
 
 use std::collections::VecDeque;
 use std::io;
@@ -26,6 +28,8 @@ pub enum PushError {
 struct State<T> {
     items: VecDeque<T>,
     stopped: bool,
+    /// Someone asked for the fd, so its count must track `items`.
+    fd_active: bool,
     /// Threads blocked in `pop`/`push`: a condvar notify is a syscall, so skip it when no one
     /// waits (the common case at high heap rates).
     consumers_waiting: usize,
@@ -62,6 +66,7 @@ impl<T> Ringbuffer<T> {
             state: Mutex::new(State {
                 items: VecDeque::with_capacity(capacity),
                 stopped: false,
+                fd_active: false,
                 consumers_waiting: 0,
                 producers_waiting: 0,
             }),
@@ -87,7 +92,20 @@ impl<T> Ringbuffer<T> {
         self.lock().stopped
     }
 
+    /// The readiness fd; from now on its count tracks the queue.
     pub fn fd(&self) -> RawFd {
+        let mut state = self.lock();
+        if !state.fd_active {
+            state.fd_active = true;
+            let count = if state.stopped {
+                STOPPED_COUNT
+            } else {
+                state.items.len() as u64
+            };
+            if count > 0 {
+                self.signal(count);
+            }
+        }
         self.ready_fd.as_raw_fd()
     }
 
@@ -105,7 +123,9 @@ impl<T> Ringbuffer<T> {
 
     fn push_locked(&self, state: &mut State<T>, item: T) {
         state.items.push_back(item);
-        self.signal(1);
+        if state.fd_active {
+            self.signal(1);
+        }
         if state.consumers_waiting > 0 {
             self.data_available.notify_one();
         }
@@ -146,7 +166,9 @@ impl<T> Ringbuffer<T> {
     fn pop_locked(&self, state: &mut State<T>) -> Result<T, PopError> {
         match state.items.pop_front() {
             Some(item) => {
-                self.consume_signal();
+                if state.fd_active {
+                    self.consume_signal();
+                }
                 if state.producers_waiting > 0 {
                     self.space_available.notify_one();
                 }
@@ -211,7 +233,9 @@ impl<T> Ringbuffer<T> {
             return false;
         }
         state.stopped = true;
-        self.signal(STOPPED_COUNT);
+        if state.fd_active {
+            self.signal(STOPPED_COUNT);
+        }
         drop(state);
         self.data_available.notify_all();
         self.space_available.notify_all();
@@ -262,6 +286,21 @@ mod tests {
         assert!(!r.stop());
         assert!(fd_readable(r.fd()));
         assert_eq!(r.try_pop(), Err(PopError::Stopped));
+    }
+
+    #[test]
+    fn fd_asked_for_late_counts_what_is_queued() {
+        let r = Ringbuffer::new(4).unwrap();
+        r.try_push(1).unwrap();
+        r.try_push(2).unwrap();
+        let fd = r.fd();
+        r.try_pop().unwrap();
+        assert!(fd_readable(fd));
+        r.try_pop().unwrap();
+        assert!(!fd_readable(fd));
+        let stopped = Ringbuffer::<i32>::new(1).unwrap();
+        stopped.stop();
+        assert!(fd_readable(stopped.fd()));
     }
 
     #[test]
