@@ -970,7 +970,9 @@ type StreamStats struct {
 	Kind   StreamKind             `protobuf:"varint,2,opt,name=kind,proto3,enum=spead2.gateway.v1.StreamKind" json:"kind,omitempty"`
 	// Receive streams: every spead2 StreamStats counter by name (heaps, packets,
 	// incomplete_heaps_evicted, ...), summed over restarts of the stream. Send streams:
-	// heaps, bytes, rejected_heaps, errors.
+	// counters heaps, bytes, rejected_heaps, errors, sessions, refused_sessions and
+	// rate_limited_sessions, and current values queued_heaps, active_sessions and
+	// achieved_rate_bytes_per_second (over the last 10 s).
 	Counters map[string]uint64 `protobuf:"bytes,3,rep,name=counters,proto3" json:"counters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// Receive streams: packets and heaps discarded, by reason.
 	Drops map[string]uint64 `protobuf:"bytes,4,rep,name=drops,proto3" json:"drops,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
