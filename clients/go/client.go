@@ -1,7 +1,8 @@
 // Package gateway is a Go client of the spead2 gateway daemon (service
 // spead2.gateway.v1.Gateway): list streams, subscribe to heaps with items decoded into Go
 // slices, watch statistics and send heaps. Every call takes a context; cancelling it or
-// passing its deadline ends the call.
+// passing its deadline ends the call. SubscribeReconnecting and WatchStatsReconnecting
+// survive the daemon restarting, with backoff, and report each gap (see ReconnectPolicy).
 package gateway
 
 import (
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/spead2-rs/spead2-gateway-go/gen/gatewayv1"
 )
@@ -152,55 +154,133 @@ func QueueDepth(n uint32) SubscribeOption { return func(r *pb.SubscribeRequest) 
 
 // Subscription is a stream of heaps. Recv is not safe for concurrent use.
 type Subscription struct {
+	ctx    context.Context
+	cancel context.CancelFunc // ends the subscription and every call it makes
+	client *Client
+	req    *pb.SubscribeRequest
+	call   *subscribeCall
+	reasm  reassembler
+	lost   uint64
+	retry  *retrier // nil: no reconnection
+}
+
+// subscribeCall is one Subscribe call.
+type subscribeCall struct {
 	stream grpc.ServerStreamingClient[pb.Heap]
 	cancel context.CancelFunc
-	reasm  reassembler
 	header metadata.MD
-	lost   uint64
 	// A message or error read while waiting for the initial metadata.
 	pending    *pb.Heap
 	pendingErr error
 }
 
-// Subscribe starts receiving the heaps of a receive stream. The subscription lasts until ctx
-// ends, Close is called, or the server ends it (Recv then returns io.EOF or the status).
-func (c *Client) Subscribe(ctx context.Context, stream string, opts ...SubscribeOption) (*Subscription, error) {
-	req := &pb.SubscribeRequest{Stream: stream}
-	for _, opt := range opts {
-		opt(req)
-	}
+// openSubscribe starts a Subscribe call and waits for the gateway to accept or refuse it.
+func (c *Client) openSubscribe(ctx context.Context, req *pb.SubscribeRequest) (*subscribeCall, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	call, err := c.api.Subscribe(ctx, req)
+	stream, err := c.api.Subscribe(ctx, req)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
 	// The initial metadata arrives with the first response or an early error; waiting
 	// for it surfaces NOT_FOUND and friends here rather than on the first Recv.
-	header, err := call.Header()
+	header, err := stream.Header()
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	sub := &Subscription{stream: call, cancel: cancel, header: header}
+	call := &subscribeCall{stream: stream, cancel: cancel, header: header}
 	if len(header) == 0 {
 		// No initial metadata: the server answered trailers-only, i.e. the call already
 		// ended. Reading once gives its status (NOT_FOUND, UNAUTHENTICATED, ...).
-		msg, err := call.Recv()
+		msg, err := stream.Recv()
 		if err != nil && !errors.Is(err, io.EOF) {
 			cancel()
 			return nil, err
 		}
-		sub.pending, sub.pendingErr = msg, err
+		call.pending, call.pendingErr = msg, err
 	}
-	return sub, nil
+	return call, nil
+}
+
+func (call *subscribeCall) next() (*pb.Heap, error) {
+	if call.pending != nil || call.pendingErr != nil {
+		msg, err := call.pending, call.pendingErr
+		call.pending, call.pendingErr = nil, nil
+		return msg, err
+	}
+	return call.stream.Recv()
+}
+
+func subscribeRequest(stream string, opts []SubscribeOption) *pb.SubscribeRequest {
+	req := &pb.SubscribeRequest{Stream: stream}
+	for _, opt := range opts {
+		opt(req)
+	}
+	return req
+}
+
+// Subscribe starts receiving the heaps of a receive stream. The subscription lasts until ctx
+// ends, Close is called, or the server ends it (Recv then returns io.EOF or the status).
+func (c *Client) Subscribe(ctx context.Context, stream string, opts ...SubscribeOption) (*Subscription, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	req := subscribeRequest(stream, opts)
+	call, err := c.openSubscribe(ctx, req)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return &Subscription{ctx: ctx, cancel: cancel, client: c, req: req, call: call}, nil
+}
+
+// SubscribeReconnecting is Subscribe, but the subscription survives its call breaking with a
+// code in policy.RetryCodes (the daemon went away, was restarted, the connection was
+// reset): it calls Subscribe again after a backoff, and the first heap of the new call
+// carries a Reconnect report in Heap.Reconnect. It also waits, the same way, for a gateway
+// that is not reachable yet. Other errors, an exhausted policy, ctx ending or Close end it
+// as for Subscribe: Recv returns the last error.
+func (c *Client) SubscribeReconnecting(ctx context.Context, stream string, policy ReconnectPolicy, opts ...SubscribeOption) (*Subscription, error) {
+	if err := policy.Validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	s := &Subscription{ctx: ctx, cancel: cancel, client: c, req: subscribeRequest(stream, opts), retry: newRetrier(policy)}
+	if err := s.reconnect(nil); err != nil {
+		cancel()
+		return nil, err
+	}
+	return s, nil
 }
 
 // Recv returns the next heap (reassembled from its fragments if it was split), io.EOF when
 // the server ended the subscription normally, or the call's error.
 func (s *Subscription) Recv() (*Heap, error) {
 	for {
-		msg, err := s.next()
+		heap, err := s.recvCall()
+		if err == nil {
+			if s.retry != nil {
+				s.retry.delivered(heap)
+			}
+			return heap, nil
+		}
+		if s.retry == nil || errors.Is(err, io.EOF) || s.ctx.Err() != nil {
+			return nil, err
+		}
+		var perr *ProtocolError
+		if errors.As(err, &perr) {
+			return nil, err
+		}
+		s.call.cancel()
+		if err := s.reconnect(err); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// recvCall returns the next heap of the current call.
+func (s *Subscription) recvCall() (*Heap, error) {
+	for {
+		msg, err := s.call.next()
 		if err != nil {
 			return nil, err
 		}
@@ -216,23 +296,67 @@ func (s *Subscription) Recv() (*Heap, error) {
 	}
 }
 
-func (s *Subscription) next() (*pb.Heap, error) {
-	if s.pending != nil || s.pendingErr != nil {
-		msg, err := s.pending, s.pendingErr
-		s.pending, s.pendingErr = nil, nil
-		return msg, err
+// reconnect makes Subscribe calls until the gateway accepts one, following the policy; cause
+// is the error that ended the previous call (nil for the first call). It returns the error
+// that ends the subscription instead.
+func (s *Subscription) reconnect(cause error) error {
+	err := cause
+	for {
+		if err != nil {
+			delay, ok := s.retry.failed(err)
+			if !ok {
+				return err
+			}
+			if werr := sleepCtx(s.ctx, delay); werr != nil {
+				return werr
+			}
+			// The connection's own backoff (up to 2 min) would otherwise fail our calls at
+			// once long after the gateway is back: the policy sets the pace.
+			s.client.conn.ResetConnectBackoff()
+		}
+		call, cerr := s.client.openSubscribe(s.ctx, s.req)
+		if cerr == nil {
+			s.call, s.reasm = call, reassembler{}
+			s.retry.accepted(s.SubscriberID())
+			return nil
+		}
+		if s.ctx.Err() != nil {
+			return cerr
+		}
+		err = cerr
 	}
-	return s.stream.Recv()
 }
 
-// Lost is the number of heaps lost so far, from gaps in the sequence numbers.
+// sleepCtx waits d, or returns the status error of ctx ending first.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	case <-timer.C:
+		return nil
+	}
+}
+
+// Lost is the number of heaps lost so far, from gaps in the sequence numbers (heaps lost
+// while a reconnecting subscription was disconnected are not counted: see Reconnect).
 func (s *Subscription) Lost() uint64 { return s.lost }
 
-// QueueDepth is the queue depth in force for this subscription (0 if the server did not say).
-func (s *Subscription) QueueDepth() int { return headerInt(s.header, "x-queue-depth") }
+// Reconnects is how many times a reconnecting subscription got back after its call broke.
+func (s *Subscription) Reconnects() int {
+	if s.retry == nil {
+		return 0
+	}
+	return s.retry.reconnects
+}
 
-// SubscriberID is the server's id of this subscription (0 if the server did not say).
-func (s *Subscription) SubscriberID() int { return headerInt(s.header, "x-subscriber-id") }
+// QueueDepth is the queue depth in force for this subscription (0 if the server did not say).
+func (s *Subscription) QueueDepth() int { return headerInt(s.call.header, "x-queue-depth") }
+
+// SubscriberID is the server's id of this subscription (0 if the server did not say). It
+// changes when a reconnecting subscription reconnects.
+func (s *Subscription) SubscriberID() int { return headerInt(s.call.header, "x-subscriber-id") }
 
 // Close ends the subscription.
 func (s *Subscription) Close() { s.cancel() }
@@ -251,24 +375,80 @@ func headerInt(md metadata.MD, key string) int {
 
 // StatsWatch is a stream of statistics updates.
 type StatsWatch struct {
-	stream grpc.ServerStreamingClient[pb.StatsUpdate]
+	ctx    context.Context
 	cancel context.CancelFunc
+	client *Client
+	req    *pb.WatchStatsRequest
+	stream grpc.ServerStreamingClient[pb.StatsUpdate]
+	retry  *retrier // nil: no reconnection
+	last   *Reconnect
 }
 
 // WatchStats receives the statistics of the named streams (none: all) every interval (0:
 // the server's default of one second; the server enforces a minimum).
 func (c *Client) WatchStats(ctx context.Context, interval time.Duration, streams ...string) (*StatsWatch, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	call, err := c.api.WatchStats(ctx, &pb.WatchStatsRequest{Streams: streams, IntervalSeconds: interval.Seconds()})
+	w := &StatsWatch{ctx: ctx, cancel: cancel, client: c,
+		req: &pb.WatchStatsRequest{Streams: streams, IntervalSeconds: interval.Seconds()}}
+	stream, err := c.api.WatchStats(ctx, w.req)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	return &StatsWatch{stream: call, cancel: cancel}, nil
+	w.stream = stream
+	return w, nil
+}
+
+// WatchStatsReconnecting is WatchStats, but the watch calls again after its call broke, as
+// SubscribeReconnecting does (the policy's OnReconnect and LastReconnect report it; counters
+// start again from 0 when the daemon was restarted). Errors show on Recv.
+func (c *Client) WatchStatsReconnecting(ctx context.Context, interval time.Duration, policy ReconnectPolicy, streams ...string) (*StatsWatch, error) {
+	if err := policy.Validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	return &StatsWatch{ctx: ctx, cancel: cancel, client: c, retry: newRetrier(policy),
+		req: &pb.WatchStatsRequest{Streams: streams, IntervalSeconds: interval.Seconds()}}, nil
 }
 
 // Recv returns the next update, io.EOF when the server ended the watch, or the error.
-func (w *StatsWatch) Recv() (*pb.StatsUpdate, error) { return w.stream.Recv() }
+func (w *StatsWatch) Recv() (*pb.StatsUpdate, error) {
+	if w.retry == nil {
+		return w.stream.Recv()
+	}
+	for {
+		var err error
+		if w.stream == nil {
+			w.stream, err = w.client.api.WatchStats(w.ctx, w.req)
+		}
+		if err == nil {
+			var update *pb.StatsUpdate
+			if update, err = w.stream.Recv(); err == nil {
+				if !w.retry.connected {
+					w.retry.accepted(0)
+				}
+				w.last = w.retry.take()
+				return update, nil
+			}
+			w.stream = nil
+		}
+		if errors.Is(err, io.EOF) || w.ctx.Err() != nil {
+			return nil, err
+		}
+		delay, ok := w.retry.failed(err)
+		if !ok {
+			return nil, err
+		}
+		if err := sleepCtx(w.ctx, delay); err != nil {
+			return nil, err
+		}
+		w.client.conn.ResetConnectBackoff()
+	}
+}
+
+// LastReconnect is the report of a reconnecting watch when the update Recv just returned is
+// the first after a reconnection, and nil otherwise.
+func (w *StatsWatch) LastReconnect() *Reconnect { return w.last }
 
 // Close ends the watch.
 func (w *StatsWatch) Close() { w.cancel() }

@@ -70,11 +70,6 @@ func freeUDPPort(t *testing.T) int {
 // startDaemon runs the real gateway with one UDP receive stream and a UDP send stream aimed
 // at it; it returns the gRPC address.
 func startDaemon(t *testing.T, root string, port int) string {
-	daemon := filepath.Join(root, ".venv", "bin", "spead2-gateway")
-	if _, err := os.Stat(daemon); err != nil {
-		t.Skipf("skipping the end-to-end test: %s is absent (create the venv: see docs/gateway.md)", daemon)
-	}
-	dir := t.TempDir()
 	config := fmt.Sprintf(`
 [server]
 listen = "127.0.0.1:0"
@@ -98,14 +93,31 @@ destinations = ["127.0.0.1:%d"]
 flavour = "64-48"
 rate = 50e6
 `, port, port)
-	configPath := filepath.Join(dir, "gateway.toml")
-	readyPath := filepath.Join(dir, "ready.json")
+	return launchDaemon(t, root, config, "gateway").addr
+}
+
+// daemonProcess is a running gateway daemon.
+type daemonProcess struct {
+	addr string // the gRPC address, from the ready file
+	cmd  *exec.Cmd
+}
+
+// launchDaemon runs the real gateway with a configuration and waits for its ready file; the
+// test's cleanup kills it. It skips the test when the daemon is not installed.
+func launchDaemon(t *testing.T, root, config, name string) *daemonProcess {
+	daemon := filepath.Join(root, ".venv", "bin", "spead2-gateway")
+	if _, err := os.Stat(daemon); err != nil {
+		t.Skipf("skipping the end-to-end test: %s is absent (create the venv: see docs/gateway.md)", daemon)
+	}
+	dir := t.TempDir()
+	configPath := filepath.Join(dir, name+".toml")
+	readyPath := filepath.Join(dir, name+".ready.json")
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(daemon, "--config", configPath, "--ready-file", readyPath)
 	cmd.Env = pythonEnv(root)
-	log, err := os.Create(filepath.Join(dir, "gateway.log"))
+	log, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +131,7 @@ rate = 50e6
 		_ = log.Close()
 		if t.Failed() {
 			text, _ := os.ReadFile(log.Name())
-			t.Logf("daemon log:\n%s", text)
+			t.Logf("%s log:\n%s", name, text)
 		}
 	})
 	deadline := time.Now().Add(30 * time.Second)
@@ -128,14 +140,14 @@ rate = 50e6
 			var ready map[string]any
 			if json.Unmarshal(text, &ready) == nil {
 				if addr, ok := ready["grpc"].(string); ok {
-					return addr
+					return &daemonProcess{addr: addr, cmd: cmd}
 				}
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatal("daemon not ready after 30 s")
-	return ""
+	t.Fatalf("%s not ready after 30 s", name)
+	return nil
 }
 
 func pythonEnv(root string) []string {

@@ -58,6 +58,9 @@ type Heap struct {
 	// Sequence since the previous heap).
 	Lost  uint64
 	Items []*Item
+	// Reconnect is set on the first heap a reconnecting subscription delivers after it got
+	// back from a broken call (see SubscribeReconnecting), and nil otherwise.
+	Reconnect *Reconnect
 }
 
 // Item returns the item with the given name, or nil.

@@ -817,8 +817,8 @@ class _Reconnector:
         )
         self._pending = report
         self.reconnects += 1
-        logger.warning(
-            "%s: reconnected after %.3f s (%d attempt(s)%s); heaps in between are lost",
+        logger.info(
+            "%s: reconnected after %.3f s (%d attempt(s)%s); what was sent in between is lost",
             self.what,
             report.downtime,
             report.attempts,
@@ -908,12 +908,25 @@ def _stats_update(message: pb.StatsUpdate, reconnector: _Reconnector | None) -> 
 # Channels
 
 
+# gRPC waits up to 120 s between attempts to reconnect a channel whose server went away, and
+# fails calls at once meanwhile: a reconnecting subscription would then get back long after
+# the daemon did. These bounds keep that delay near a second (the `options` argument can
+# override them).
+_RECONNECT_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
+
+
 def _channel_options(
     max_message_bytes: int, extra: Iterable[tuple[str, Any]]
 ) -> list[tuple[str, Any]]:
+    extra = list(extra)
+    given = {key for key, _ in extra}
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
+        *((key, value) for key, value in _RECONNECT_OPTIONS if key not in given),
         *extra,
     ]
 

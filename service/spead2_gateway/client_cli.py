@@ -1,7 +1,8 @@
 """The ``spead2-gateway-client`` command: list streams, subscribe, watch stats.
 
 ``spead2-gateway-client subscribe default --stats 2`` prints each heap as it arrives and a
-statistics line every 2 s. Exit status: 0, 1 for a gRPC error, 130 on Ctrl-C.
+statistics line every 2 s; with ``--reconnect`` it survives the gateway restarting. Exit
+status: 0, 1 for a gRPC error, 130 on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,10 +20,19 @@ import grpc
 import grpc.aio
 import numpy as np
 
-from spead2_gateway.client import DEFAULT_TARGET, AsyncGatewayClient, ReceivedHeap, StatsUpdate
+from spead2_gateway.client import (
+    DEFAULT_TARGET,
+    AsyncGatewayClient,
+    ReceivedHeap,
+    Reconnect,
+    StatsUpdate,
+)
 from spead2_gateway.malloc import tune_malloc
 
-__all__ = ["format_heap", "format_stats", "main"]
+__all__ = ["format_heap", "format_reconnect", "format_stats", "main"]
+
+
+_RECONNECT_HELP = "call again with backoff when the call breaks (daemon restarted, link lost)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     subscribe.add_argument("--incomplete", action="store_true", help="include incomplete heaps")
     subscribe.add_argument("--queue-depth", type=int, default=0)
     subscribe.add_argument("--count", type=int, default=0, help="stop after N heaps")
+    subscribe.add_argument("--reconnect", action="store_true", help=_RECONNECT_HELP)
     subscribe.add_argument(
         "--stats",
         type=float,
@@ -55,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("streams", nargs="*")
     stats.add_argument("--interval", type=float, default=1.0)
     stats.add_argument("--count", type=int, default=0, help="stop after N updates")
+    stats.add_argument("--reconnect", action="store_true", help=_RECONNECT_HELP)
     health = sub.add_parser("health", help="health status of the gateway or a stream")
     health.add_argument("service", nargs="?", default="", help='e.g. "receive/default"')
     return parser
@@ -98,6 +110,19 @@ def format_heap(heap: ReceivedHeap) -> str:
     return f"{head}: {items}" if items else head
 
 
+def format_reconnect(report: Reconnect) -> str:
+    """One line describing a reconnection."""
+    restarted = ", the gateway restarted" if report.server_restarted else ""
+    return (
+        f"reconnected after {report.downtime:.3f} s ({report.attempts} attempt(s), was "
+        f"{report.code.name}{restarted}); what was sent in between is lost"
+    )
+
+
+def _print_reconnect(report: Reconnect) -> None:
+    print(f"spead2-gateway-client: {format_reconnect(report)}", file=sys.stderr, flush=True)
+
+
 def format_stats(update: StatsUpdate) -> str:
     """One line per stream of a stats update."""
     lines = []
@@ -138,11 +163,19 @@ def _client(args: argparse.Namespace) -> AsyncGatewayClient:
 async def _subscribe(client: AsyncGatewayClient, args: argparse.Namespace) -> None:
     stats_task = None
     if args.stats > 0:
-        stats_task = asyncio.ensure_future(_stats(client, [args.stream], args.stats, 0))
+        stats_task = asyncio.ensure_future(
+            _stats(client, [args.stream], args.stats, 0, args.reconnect)
+        )
     try:
         seen = 0
         subscription = client.subscribe(
-            args.stream, _items(args.items), args.every, args.incomplete, args.queue_depth
+            args.stream,
+            _items(args.items),
+            args.every,
+            args.incomplete,
+            args.queue_depth,
+            reconnect=args.reconnect,
+            on_reconnect=_print_reconnect if args.reconnect else None,
         )
         async for heap in subscription:
             print(format_heap(heap), flush=True)
@@ -157,10 +190,20 @@ async def _subscribe(client: AsyncGatewayClient, args: argparse.Namespace) -> No
 
 
 async def _stats(
-    client: AsyncGatewayClient, streams: list[str], interval: float, count: int
+    client: AsyncGatewayClient,
+    streams: list[str],
+    interval: float,
+    count: int,
+    reconnect: bool = False,
 ) -> None:
     seen = 0
-    async for update in client.watch_stats(streams, interval):
+    updates = client.watch_stats(
+        streams,
+        interval,
+        reconnect=reconnect,
+        on_reconnect=_print_reconnect if reconnect else None,
+    )
+    async for update in updates:
         print(format_stats(update), flush=True)
         seen += 1
         if count and seen >= count:
@@ -190,7 +233,7 @@ async def _run(args: argparse.Namespace) -> int:
         elif args.command == "subscribe":
             await _subscribe(client, args)
         elif args.command == "stats":
-            await _stats(client, args.streams, args.interval, args.count)
+            await _stats(client, args.streams, args.interval, args.count, args.reconnect)
         else:
             print(await client.health(args.service))
     return 0

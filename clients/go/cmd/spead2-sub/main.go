@@ -32,6 +32,7 @@ func run() error {
 	items := flag.String("items", "", "comma-separated item names to keep (default: all)")
 	every := flag.Uint("every", 0, "print every Nth heap")
 	stats := flag.Duration("stats", 0, "print stats at this interval (0: never)")
+	reconnect := flag.Bool("reconnect", false, "call again with backoff when the call breaks (daemon restarted, connection lost)")
 	useTLS := flag.Bool("tls", false, "connect with TLS")
 	ca := flag.String("ca", "", "PEM file of the CA to trust (implies -tls)")
 	token := flag.String("token", os.Getenv("SPEAD2_GATEWAY_TOKEN"), "bearer token (default $SPEAD2_GATEWAY_TOKEN)")
@@ -78,7 +79,14 @@ func run() error {
 	if *every > 0 {
 		subOpts = append(subOpts, gateway.EveryNth(uint32(*every)))
 	}
-	sub, err := client.Subscribe(ctx, flag.Arg(0), subOpts...)
+	var sub *gateway.Subscription
+	if *reconnect {
+		policy := gateway.DefaultReconnectPolicy()
+		policy.OnReconnect = printReconnect
+		sub, err = client.SubscribeReconnecting(ctx, flag.Arg(0), policy, subOpts...)
+	} else {
+		sub, err = client.Subscribe(ctx, flag.Arg(0), subOpts...)
+	}
 	if err != nil {
 		return err
 	}
@@ -96,6 +104,15 @@ func run() error {
 		}
 		printHeap(heap)
 	}
+}
+
+func printReconnect(rc gateway.Reconnect) {
+	restarted := ""
+	if rc.ServerRestarted {
+		restarted = ", the daemon restarted"
+	}
+	fmt.Fprintf(os.Stderr, "spead2-sub: reconnected after %v (%d attempt(s), was %v%s); heaps in between are lost\n",
+		rc.Downtime.Round(time.Millisecond), rc.Attempts, rc.Code, restarted)
 }
 
 func printHeap(h *gateway.Heap) {
