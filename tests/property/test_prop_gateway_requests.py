@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from spead2_gateway._proto import gateway_pb2 as pb
-from spead2_gateway.config import SubscribeConfig
+from spead2_gateway.config import SendStreamConfig, SubscribeConfig
 from spead2_gateway.sender import SendCounters, SendSession
 from spead2_gateway.service import MAX_FILTER_ENTRIES, MAX_ITEM_ID, GatewayServicer, Streams
 
@@ -60,6 +60,9 @@ class FakeSendStream:
     )
     max_item_id: int = STREAM_MAX_ITEM_ID
     counters: SendCounters = field(default_factory=SendCounters)
+    config: SendStreamConfig = field(
+        default_factory=lambda: SendStreamConfig("tx", "udp", (("127.0.0.1", 8888),))
+    )
     transmitted: list[spead2.send.Heap] = field(default_factory=list)
 
     def session(self) -> SendSession:
