@@ -532,7 +532,9 @@ def suite_memory(env: Env) -> None:
 
 GATEWAY_STREAM = "bench"
 GATEWAY_WARMUP = 50  # heaps each subscriber leaves out of its figures
-# The daemon's configuration: one UDP receive stream on loopback, everything else default.
+# The daemon's configuration: one receive stream on loopback, everything else default unless
+# the runner's options say otherwise. No memory pool (the default): with one, the daemon copies
+# each heap out of the pool buffer before queueing it (see Envelope in hub.py).
 GATEWAY_TOML = """\
 log_level = "warning"
 
@@ -541,23 +543,26 @@ listen = "127.0.0.1:0"
 
 [metrics]
 enabled = false
-
+{subscribe}
 [[receive.streams]]
 name = "{stream}"
-transport = "udp"
+transport = "{transport}"
 host = "127.0.0.1"
 port = {port}
-max_size = 9200
-buffer_size = 8388608
+max_size = {max_size}
+buffer_size = {buffer_size}
 max_heaps = 4
 ring_heaps = 16
-
+{pool}"""
+GATEWAY_POOL = """
 [receive.streams.memory_pool]
 lower = 16384
 upper = {upper}
 max_free = 32
 initial = 16
 """
+# Packet size of the sender (and max_size of the receive stream) per transport.
+GATEWAY_PACKET = {"udp": (8972, 9200), "tcp": (65536, 65536)}
 
 
 @dataclass
@@ -567,11 +572,15 @@ class GatewayOptions:
     window: int  # heaps in flight in the closed-loop sender
     latency_rate: float  # heaps/s of the open-loop latency run
     latency_heaps: int
+    transport: str = "tcp"  # of the throughput runs (latency runs use UDP)
+    fragment_bytes: int = 0  # 0: the daemon's default
+    memory_pool: bool = False
     go_binary: Path | None = None
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+def free_port(transport: str) -> int:
+    kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
@@ -614,12 +623,23 @@ def subscriber_cmd(
     return [env.ours, str(WORKLOADS / "gateway_sub.py"), *args]
 
 
-def start_daemon(env: Env, heap_size: int) -> tuple[subprocess.Popen, str, int]:
-    """The gateway with one UDP receive stream; returns (process, gRPC target, UDP port)."""
-    port = free_udp_port()
+def start_daemon(
+    env: Env, opts: GatewayOptions, heap_size: int, transport: str
+) -> tuple[subprocess.Popen, str, int]:
+    """The gateway with one receive stream; returns (process, gRPC target, UDP/TCP port)."""
+    port = free_port(transport)
     config = env.workdir / "gateway.toml"
+    subscribe = f"\n[subscribe]\nfragment_bytes = {opts.fragment_bytes}\n"
     config.write_text(
-        GATEWAY_TOML.format(stream=GATEWAY_STREAM, port=port, upper=max(2 * MiB, 2 * heap_size))
+        GATEWAY_TOML.format(
+            stream=GATEWAY_STREAM,
+            subscribe=subscribe if opts.fragment_bytes else "",
+            transport=transport,
+            port=port,
+            max_size=GATEWAY_PACKET[transport][1],
+            buffer_size=8 * MiB if transport == "udp" else 4 * MiB,
+            pool=GATEWAY_POOL.format(upper=2 * heap_size) if opts.memory_pool else "",
+        )
     )
     ready = env.workdir / "gateway.ready"
     ready.unlink(missing_ok=True)
@@ -663,20 +683,20 @@ def combine(subs: list[Result], sent: int, server_cpu: float) -> Result:
         "slowest_gbps": min((s["gbps"] or 0.0) for s in subs),
         "lost": sum(sent - s["received_total"] for s in subs),
         "cpu_ms": server_cpu * 1000 / delivered if delivered else None,
+        "client_cpu_ms": median([s["cpu_ms_per_heap"] for s in subs if s["cpu_ms_per_heap"]]),
         "messages_per_heap": subs[0]["messages_per_heap"],
         "subscribers": subs,
     }
 
 
-def daemon_drops(stats: Result) -> int:
-    """Heaps the daemon lost or dropped anywhere, by its own counters."""
+def capture_loss(stats: Result) -> int:
+    """Heaps the daemon lost before its hub, by its own counters (incomplete, dropped, bad)."""
     counters = stats["counters"]
     return (
         counters.get("incomplete_heaps_evicted", 0)
         + counters.get("incomplete_heaps_flushed", 0)
         + counters.get("decode_errors", 0)
         + sum(stats["drops"].values())
-        + stats["subscriber_dropped_heaps"]
     )
 
 
@@ -688,9 +708,10 @@ def gateway_run(
     client: str,
     sender_args: list[str],
     heaps: int,
+    transport: str,
 ) -> Result:
-    """One run through the daemon: sender -> UDP -> gateway -> gRPC -> subscribers."""
-    daemon, target, port = start_daemon(env, heap_size)
+    """One run through the daemon: sender -> UDP/TCP -> gateway -> gRPC -> subscribers."""
+    daemon, target, port = start_daemon(env, opts, heap_size, transport)
     procs: list[subprocess.Popen] = []
     try:
         sender, feedback = start_listener(
@@ -706,6 +727,10 @@ def gateway_run(
                 str(heaps),
                 "--subscribers",
                 str(subscribers),
+                "--transport",
+                transport,
+                "--packet-size",
+                str(GATEWAY_PACKET[transport][0]),
                 *sender_args,
             ],
         )
@@ -723,7 +748,9 @@ def gateway_run(
         kill_all(procs)
         stop_daemon(daemon)
     result = combine(subs, sent["heaps_sent"], daemon_cpu)
-    result["daemon_drops"] = daemon_drops(stats)
+    result["capture_loss"] = capture_loss(stats)
+    result["queue_drops"] = stats["subscriber_dropped_heaps"]
+    result["sender_cpu_ms"] = sent["cpu_ms_per_heap"]
     result["stats"] = stats
     result["sender"] = sent
     return result
@@ -744,6 +771,7 @@ def bare_run(
             str(opts.heaps),
             "--subscribers",
             str(subscribers),
+            *(["--fragment-bytes", str(opts.fragment_bytes)] if opts.fragment_bytes else []),
         ],
     )
     procs = [server]
@@ -772,15 +800,17 @@ def gateway_throughput(
     """'ours' = through the gateway (closed loop), 'peer' = the bare grpcio ceiling."""
     if lib == "peer":
         return bare_run(env, opts, heap_size, subscribers, client)
+    window = ["--window", str(opts.window)]
     return gateway_run(
-        env, opts, heap_size, subscribers, client, ["--window", str(opts.window)], opts.heaps
+        env, opts, heap_size, subscribers, client, window, opts.heaps, opts.transport
     )
 
 
 def gateway_latency(
     env: Env, opts: GatewayOptions, heap_size: int, subscribers: int, client: str
 ) -> Result:
-    """Open loop at a moderate rate: delays, and whether anything was lost."""
+    """Open loop at a moderate rate over UDP (the capture path): delays, and whether anything
+    was lost anywhere."""
     got = gateway_run(
         env,
         opts,
@@ -789,6 +819,7 @@ def gateway_latency(
         client,
         ["--heap-rate", str(opts.latency_rate)],
         opts.latency_heaps,
+        "udp",
     )
     subs = got["subscribers"]
 
@@ -826,6 +857,8 @@ GATEWAY_THROUGHPUT = [
     Metric("gbps", "payload Gb/s", "Gb/s"),
     Metric("slowest_gbps", "slowest sub Gb/s", "Gb/s"),
     Metric("cpu_ms", "server CPU ms/heap", "ms"),
+    Metric("client_cpu_ms", "client CPU ms/heap", "ms"),
+    Metric("sender_cpu_ms", "sender CPU ms/heap", "ms", ratio=False),
     Metric("lost", "heaps lost", "", ratio=False),
 ]
 GATEWAY_LATENCY = [
@@ -833,8 +866,9 @@ GATEWAY_LATENCY = [
     Metric("sender_p99", "send->client p99", "ms"),
     Metric("gateway_p50", "gateway->client p50", "ms"),
     Metric("gateway_p99", "gateway->client p99", "ms"),
-    Metric("lost", "heaps lost", ""),
-    Metric("daemon_drops", "daemon drop counters", ""),
+    Metric("lost", "heaps not received", ""),
+    Metric("capture_loss", "capture loss (daemon)", ""),
+    Metric("queue_drops", "subscriber queue drops", ""),
 ]
 
 
@@ -858,6 +892,24 @@ def build_go_subscriber(env: Env) -> Path | None:
     return binary
 
 
+def check_gateway_installed(env: Env) -> None:
+    probe = "import spead2_gateway, grpc; print(spead2_gateway.__file__, grpc.__version__)"
+    proc = subprocess.run(
+        [env.ours, "-c", probe],
+        cwd=env.workdir,
+        env=clean_environ(),
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        sys.exit(
+            f"gateway: {env.ours} cannot import spead2_gateway (pip install -e service):\n"
+            f"{proc.stderr}"
+        )
+    where, version = proc.stdout.split()
+    print(f"      spead2_gateway from {os.path.dirname(where)}, grpcio {version}")
+
+
 def suite_gateway(env: Env, opts: GatewayOptions) -> None:
     heap_size = MiB
     clients = list(opts.clients)
@@ -865,10 +917,12 @@ def suite_gateway(env: Env, opts: GatewayOptions) -> None:
         opts.go_binary = build_go_subscriber(env)
         if opts.go_binary is None:
             clients.remove("go")
+    fragments = f"fragment_bytes {opts.fragment_bytes}" if opts.fragment_bytes else "default"
+    fragments += ", memory pool" if opts.memory_pool else ""
     print_header(
-        "gateway: 1 MiB heaps from a UDP sender (closed loop, "
+        f"gateway: 1 MiB heaps from a {opts.transport.upper()} sender (closed loop, "
         f"{opts.window} heaps in flight) to N subscribers, vs a bare grpcio server streaming "
-        "pre-built messages of the same size to the same client",
+        f"pre-built messages of the same size ({fragments}) to the same client",
         ours="gateway",
         peer="bare",
     )
@@ -881,9 +935,11 @@ def suite_gateway(env: Env, opts: GatewayOptions) -> None:
                 GATEWAY_THROUGHPUT,
                 partial(gateway_throughput, env, opts, heap_size, subscribers, client),
             )
+    if opts.latency_rate <= 0:
+        return
     gbps = opts.latency_rate * heap_size * 8 / 1e9
     print(
-        f"\n== gateway latency: open loop, {opts.latency_rate:g} heaps/s of 1 MiB "
+        f"\n== gateway latency: UDP sender, open loop, {opts.latency_rate:g} heaps/s of 1 MiB "
         f"({gbps:.2f} Gb/s per subscriber), {opts.latency_heaps} heaps; medians over rounds "
         f"of each run's p50 (median over subscribers) and p99 (worst subscriber)  "
         f"[{load_average()}]"
@@ -906,7 +962,7 @@ def suite_gateway(env: Env, opts: GatewayOptions) -> None:
 # Main
 
 
-def describe(env: Env) -> None:
+def describe(env: Env, libs: tuple[str, ...] = ("ours", "peer")) -> None:
     git = subprocess.run(
         ["git", "-C", str(REPO), "log", "-1", "--format=%h %cd", "--date=short"],
         capture_output=True,
@@ -915,7 +971,7 @@ def describe(env: Env) -> None:
     if git.returncode == 0:
         print(f"repo HEAD: {git.stdout.strip()} (the build under test may differ)")
     probe = "import spead2, os; print(spead2.__version__, os.path.dirname(spead2.__file__))"
-    for lib in ("ours", "peer"):
+    for lib in libs:
         python = env.python(lib)
         proc = subprocess.run(
             [python, "-c", probe],
@@ -971,13 +1027,30 @@ def main() -> None:
         "--gateway-heaps", type=int, default=1000, help="gateway: heaps per throughput run"
     )
     parser.add_argument(
-        "--gateway-window", type=int, default=8, help="gateway: heaps in flight (closed loop)"
+        "--gateway-window", type=int, default=32, help="gateway: heaps in flight (closed loop)"
     )
     parser.add_argument(
         "--gateway-latency-rate",
         type=float,
         default=100.0,
-        help="gateway: heaps/s of the open-loop latency run",
+        help="gateway: heaps/s of the open-loop latency run (0: skip it)",
+    )
+    parser.add_argument(
+        "--gateway-transport",
+        choices=("udp", "tcp"),
+        default="tcp",
+        help="gateway: how the sender feeds the daemon in the throughput runs (latency: UDP)",
+    )
+    parser.add_argument(
+        "--gateway-fragment-bytes",
+        type=int,
+        default=0,
+        help="gateway: [subscribe] fragment_bytes of the daemon and the bare server (0: default)",
+    )
+    parser.add_argument(
+        "--gateway-memory-pool",
+        action="store_true",
+        help="gateway: give the receive stream a memory pool (heaps are then copied out of it)",
     )
     parser.add_argument("--json", help="also write every raw result to this file")
     parser.add_argument("-v", "--verbose", action="store_true", help="print each command")
@@ -999,13 +1072,18 @@ def main() -> None:
             f"{os.cpu_count()} CPUs, {args.rounds} rounds (ours, peer alternating), "
             f"{load_average()}"
         )
-        describe(env)
+        describe(env, ("ours",) if suites == ("gateway",) else ("ours", "peer"))
+        if "gateway" in suites:
+            check_gateway_installed(env)
         gateway_options = GatewayOptions(
             clients=tuple(c for c in args.gateway_clients.split(",") if c),
             heaps=args.gateway_heaps,
             window=args.gateway_window,
             latency_rate=args.gateway_latency_rate,
             latency_heaps=max(100, int(args.gateway_latency_rate * 3)),
+            transport=args.gateway_transport,
+            fragment_bytes=args.gateway_fragment_bytes,
+            memory_pool=args.gateway_memory_pool,
         )
         runners: dict[str, Callable[[], None]] = {
             "recv": lambda: suite_recv(env),

@@ -84,8 +84,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "default_queue_depth": "Heaps queued per subscriber when the request asks for 0.",
         "max_queue_depth": "Cap on the queue depth a subscriber may ask for.",
         "max_queue_bytes": "Cap on the bytes queued for one subscriber.",
-        "fragment_bytes": "Heaps larger than this are sent in several messages; at most "
-        "`server.max_send_message_bytes` - 65536.",
+        "fragment_bytes": "Heaps larger than this are sent in several messages; default and "
+        "maximum `server.max_send_message_bytes` - 65536.",
         "max_subscribers": "Subscriptions and stats watchers allowed at once.",
         "min_stats_interval": "Smallest `WatchStats` interval (seconds) the server honours.",
     },

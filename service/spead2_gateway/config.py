@@ -52,6 +52,8 @@ flavour = "64-48"
 """
 
 MiB = 1024 * 1024
+# Bytes of a Heap message kept free for its header and item metadata when fragmenting.
+FRAGMENT_HEADROOM = 65536
 GiB = 1024 * MiB
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 FLAVOUR_RE = re.compile(r"^(?:SPEAD-)?64-(\d+)$")
@@ -116,7 +118,8 @@ class SubscribeConfig:
     default_queue_depth: int = 64
     max_queue_depth: int = 4096
     max_queue_bytes: int = 256 * MiB
-    fragment_bytes: int = 1 * MiB
+    # The loader's default is server.max_send_message_bytes - FRAGMENT_HEADROOM.
+    fragment_bytes: int = 4 * MiB - FRAGMENT_HEADROOM
     max_subscribers: int = 64
     min_stats_interval: float = 0.05
 
@@ -546,11 +549,15 @@ def _subscribe(t: _Table | None, server: ServerConfig, source: str) -> Subscribe
     d = SubscribeConfig()
     if t is None:
         t = _Table(source, "subscribe", {})
+    # Room for the heap header, item metadata and the per-subscriber sequence fields. Fewer
+    # fragments per heap cost clients less (each fragmented heap is copied once more), so
+    # the default is as large as the server's message limit allows.
+    limit = server.max_send_message_bytes - FRAGMENT_HEADROOM
     config = SubscribeConfig(
         default_queue_depth=t.get_int("default_queue_depth", d.default_queue_depth, 1),
         max_queue_depth=t.get_int("max_queue_depth", d.max_queue_depth, 1),
         max_queue_bytes=t.get_int("max_queue_bytes", d.max_queue_bytes, 1),
-        fragment_bytes=t.get_int("fragment_bytes", d.fragment_bytes, 4096),
+        fragment_bytes=t.get_int("fragment_bytes", limit, 4096),
         max_subscribers=t.get_int("max_subscribers", d.max_subscribers, 1),
         min_stats_interval=t.get_float("min_stats_interval", d.min_stats_interval, positive=True),
     )
@@ -560,12 +567,10 @@ def _subscribe(t: _Table | None, server: ServerConfig, source: str) -> Subscribe
             f"must not exceed max_queue_depth ({config.max_queue_depth}) "
             f"(got {config.default_queue_depth})",
         )
-    # Room for the heap header, item metadata and the per-subscriber sequence fields.
-    limit = server.max_send_message_bytes - 65536
     if config.fragment_bytes > limit:
         raise t.error(
             "fragment_bytes",
-            f"must be at most server.max_send_message_bytes - 65536 = {limit} "
+            f"must be at most server.max_send_message_bytes - {FRAGMENT_HEADROOM} = {limit} "
             f"(got {config.fragment_bytes})",
         )
     t.finish()

@@ -6,12 +6,20 @@ does not fit, the oldest queued heaps are dropped and counted. Sequence numbers 
 when a heap is queued, so a subscriber sees every drop as a gap, and each message also
 carries the running count of drops.
 
-Serialised bodies are built once per heap and distinct item filter (see ``wire.py``) outside
-the lock, then shared by every subscription with that filter.
+A heap's message bodies are planned once per distinct item filter (see ``wire.py``) outside
+the lock and shared by every subscription with that filter. They can stay unjoined pieces
+(item data as views of the received heap) until a subscriber takes the heap: then its prefix
+and the pieces are joined into the message, the only copy of the data the daemon makes. But
+queued views keep the received heap's memory alive, so a plan is copied out at once instead
+(one more copy, and the memory goes back to spead2) when that memory is not the daemon's to
+hold: see :attr:`Envelope.retained_bytes`.
 
 Threads: ``publish`` runs on the reader thread; everything else on the event loop. One
-``threading.Lock`` guards the queues; waking a subscriber crosses to the loop with
-``call_soon_threadsafe`` only when that subscriber is actually waiting.
+``threading.Lock`` guards the queues. Waking subscribers crosses to the loop with
+``call_soon_threadsafe`` (a syscall and a thread wake-up, which cost more than the rest of
+a publish), so it happens only for subscribers actually waiting, and at most once until the
+loop has run it: one wake serves every subscriber of a heap, and every heap published while
+the loop was busy.
 """
 
 from __future__ import annotations
@@ -50,15 +58,23 @@ class ItemFilter:
 
 @dataclass
 class Envelope:
-    """One heap, encoded once, with its serialised bodies cached per item filter."""
+    """One heap, encoded once, with its message bodies planned once per item filter.
+
+    ``retained_bytes`` is the received-heap memory that views in ``items`` keep alive (0 if
+    the items own their data; infinite if that memory must go back at once, e.g. to a memory
+    pool that the capture path allocates from). A plan keeps its views only if its item data
+    is at least half of that, so that what a queue holds stays within twice what it counts
+    against ``max_queue_bytes``; otherwise it is copied out when planned.
+    """
 
     header: bytes
     items: Sequence[wire.EncodedItem]
     incomplete: bool
     fragment_bytes: int
-    _bodies: dict[ItemFilter | None, list[bytes]] = field(default_factory=dict)
+    retained_bytes: float = 0
+    _bodies: dict[ItemFilter | None, list[wire.Fragment]] = field(default_factory=dict)
 
-    def bodies(self, item_filter: ItemFilter | None) -> list[bytes]:
+    def bodies(self, item_filter: ItemFilter | None) -> list[wire.Fragment]:
         """The message bodies (one per fragment) for subscribers with ``item_filter``."""
         cached = self._bodies.get(item_filter)
         if cached is None:
@@ -67,7 +83,9 @@ class Envelope:
                 if item_filter is None
                 else [item for item in self.items if item_filter.keeps(item)]
             )
-            cached = wire.build_fragments(self.header, items, self.fragment_bytes)
+            cached = wire.plan_fragments(self.header, items, self.fragment_bytes)
+            if 2 * sum(len(item.data) for item in items) < self.retained_bytes:
+                cached = [fragment.copied() for fragment in cached]
             self._bodies[item_filter] = cached
         return cached
 
@@ -97,7 +115,7 @@ class SubscriberCounters:
 @dataclass
 class _Queued:
     sequence: int
-    bodies: list[bytes]
+    bodies: list[wire.Fragment]
     nbytes: int
 
 
@@ -113,7 +131,6 @@ class Subscription:
         include_incomplete: bool,
         depth: int,
         max_bytes: int,
-        loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.hub = hub
         self.id = sub_id
@@ -122,7 +139,6 @@ class Subscription:
         self.include_incomplete = include_incomplete
         self.depth = depth
         self.max_bytes = max_bytes
-        self._loop = loop
         self._queue: collections.deque[_Queued] = collections.deque()
         self._event = asyncio.Event()
         self._waiting = False
@@ -150,9 +166,9 @@ class Subscription:
         self._offered += 1
         return (self._offered - 1) % self.every_nth == 0
 
-    def _push(self, bodies: list[bytes]) -> int:
+    def _push(self, bodies: list[wire.Fragment]) -> int:
         """Queues a heap, dropping the oldest beyond the limits; returns heaps dropped."""
-        item = _Queued(self._next_sequence, bodies, sum(len(b) for b in bodies))
+        item = _Queued(self._next_sequence, bodies, sum(b.size for b in bodies))
         self._next_sequence += 1
         self._queue.append(item)
         self.queued_bytes += item.nbytes
@@ -170,7 +186,7 @@ class Subscription:
     def _wake(self) -> None:
         if self._waiting:
             self._waiting = False
-            self._loop.call_soon_threadsafe(self._event.set)
+            self.hub._schedule_wake(self)
 
     def _close(self, reason: str, shutdown: bool) -> None:
         if self._closed is None:
@@ -179,16 +195,16 @@ class Subscription:
 
     # Event loop. ---------------------------------------------------------------------------
 
-    def _take(self) -> list[bytes] | None:
-        """The next heap's messages, or None if the queue is empty (caller holds the lock)."""
+    def _take(self) -> tuple[bytes, list[wire.Fragment]] | None:
+        """The next heap's prefix and bodies, or None if the queue is empty (caller holds
+        the lock)."""
         if not self._queue:
             return None
         item = self._queue.popleft()
         self.queued_bytes -= item.nbytes
         self.delivered += 1
         self.delivered_bytes += item.nbytes
-        prefix = wire.subscriber_prefix(item.sequence, self.dropped)
-        return [prefix + body for body in item.bodies]
+        return wire.subscriber_prefix(item.sequence, self.dropped), item.bodies
 
     async def next(self) -> list[bytes]:
         """Waits for the next heap: its serialised messages (more than one if split).
@@ -197,13 +213,16 @@ class Subscription:
         """
         while True:
             with self.hub.lock:
-                messages = self._take()
-                if messages is not None:
-                    return messages
-                if self._closed is not None:
-                    raise self._closed
-                self._event.clear()
-                self._waiting = True
+                taken = self._take()
+                if taken is None:
+                    if self._closed is not None:
+                        raise self._closed
+                    self._event.clear()
+                    self._waiting = True
+            if taken is not None:
+                # Joined outside the lock: the reader thread may publish meanwhile.
+                prefix, bodies = taken
+                return [body.join(prefix) for body in bodies]
             await self._event.wait()
 
 
@@ -217,8 +236,21 @@ class Hub:
         self._subs: dict[int, Subscription] = {}
         self._ids = itertools.count(1)
         self._closed: tuple[str, bool] | None = None
+        self._to_wake: list[Subscription] = []  # guarded by the lock
         self.published = 0
         self.dropped_total = 0
+
+    def _schedule_wake(self, sub: Subscription) -> None:
+        """Wakes ``sub`` soon on the loop (caller holds the lock)."""
+        self._to_wake.append(sub)
+        if len(self._to_wake) == 1:  # no wake pending yet: the loop's callback takes them all
+            self._loop.call_soon_threadsafe(self._run_wakes)
+
+    def _run_wakes(self) -> None:
+        with self.lock:
+            subs, self._to_wake = self._to_wake, []
+        for sub in subs:
+            sub._event.set()
 
     def subscribe(
         self,
@@ -238,7 +270,6 @@ class Hub:
                 include_incomplete,
                 depth,
                 max_bytes,
-                self._loop,
             )
             if self._closed is not None:
                 sub._close(*self._closed)

@@ -14,6 +14,7 @@ statistics of every incarnation are summed, so counters never go backwards.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -280,7 +281,24 @@ class ReceiveStream:
             if heap.get_descriptors():
                 self._refresh_descriptors()
             items = [self._encode_item(item) for item in updated.values()]
-        return Envelope(wire.encode_header(header), items, header.incomplete, self.fragment_bytes)
+        return Envelope(
+            wire.encode_header(header),
+            items,
+            header.incomplete,
+            self.fragment_bytes,
+            self._retained_bytes(heap),
+        )
+
+    def _retained_bytes(self, heap: spead2.recv.Heap | spead2.recv.IncompleteHeap) -> float:
+        """The heap memory that views of its items keep alive while queued (see Envelope)."""
+        if self._pool is not None:
+            # Pool buffers go back at once: the capture path allocates from the pool, and
+            # subscriber queues holding its buffers would leave it empty.
+            return math.inf
+        size = sum(memoryview(raw).nbytes for raw in heap.get_items())
+        if isinstance(heap, spead2.recv.IncompleteHeap):
+            size = max(size, heap.received_length)
+        return size
 
     def _incomplete_items(self, heap: spead2.recv.IncompleteHeap) -> list[wire.EncodedItem]:
         """Items of an incomplete heap that are known and decodable (immediates only)."""

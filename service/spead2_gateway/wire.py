@@ -9,10 +9,19 @@ avoid re-encoding a heap for each subscriber:
 * the heap's own fields (stream, cnt, time, flags) are encoded once as a header;
 * a subscriber's message is ``prefix + header + entries``, where the prefix holds only the
   subscriber's ``sequence`` and ``dropped`` fields. Subscribers with the same item filter
-  share the ``header + entries`` bytes; with a filter, only the chosen entries are joined.
+  share one plan of ``header + entries`` (a :class:`Fragment` per message); with a filter,
+  only the chosen entries are in it.
+
+The plan is kept as pieces, the item data as views of the received heap, and joined only
+behind each subscriber's prefix (:meth:`Fragment.join`). Every byte of item data is thus
+copied once per subscriber, straight into the message grpcio sends, and never into an
+intermediate body (grpcio needs one ``bytes`` object per message, and the prefix differs
+per subscriber, so one copy per subscriber is the least there can be). When the received
+heap's memory must not be held that long, the hub copies the plan out first
+(:meth:`Fragment.copied`).
 
 A heap whose encoding exceeds the fragment size is split into several messages (see
-:func:`build_fragments`). The client side reassembles them (``spead2_gateway.client``).
+:func:`plan_fragments`). The client side reassembles them (``spead2_gateway.client``).
 """
 
 from __future__ import annotations
@@ -22,7 +31,17 @@ from dataclasses import dataclass
 
 from spead2_gateway._proto import gateway_pb2 as pb
 
-__all__ = ["EncodedItem", "build_fragments", "encode_header", "subscriber_prefix", "varint"]
+__all__ = [
+    "EncodedItem",
+    "Fragment",
+    "build_fragments",
+    "encode_header",
+    "plan_fragments",
+    "subscriber_prefix",
+    "varint",
+]
+
+Piece = bytes | memoryview
 
 # Tags (field number << 3 | wire type) of the fields written by hand here.
 _TAG_HEAP_SEQUENCE = b"\x18"  # Heap.sequence = 3, varint
@@ -86,7 +105,7 @@ class EncodedItem:
         inner = len(self.meta) + 1 + len(varint(len(self.data))) + len(self.data)
         return 1 + len(varint(inner)) + inner
 
-    def entry(self) -> list[bytes | memoryview]:
+    def entry(self) -> list[Piece]:
         """The pieces of this item as one ``items`` entry."""
         size = len(self.data)
         inner = len(self.meta) + 1 + len(varint(size)) + size
@@ -95,7 +114,7 @@ class EncodedItem:
             self.data,
         ]
 
-    def chunk(self, offset: int, length: int) -> list[bytes | memoryview]:
+    def chunk(self, offset: int, length: int) -> list[Piece]:
         """The pieces of an ``items`` entry carrying ``length`` bytes from ``offset``."""
         total = len(self.data)
         head = self.meta + _TAG_ITEM_OFFSET + varint(offset) + _TAG_ITEM_SIZE + varint(total)
@@ -106,8 +125,24 @@ class EncodedItem:
         ]
 
 
-def _join(pieces: Sequence[bytes | memoryview]) -> bytes:
-    return b"".join(pieces)
+@dataclass(frozen=True)
+class Fragment:
+    """One message body (without the subscriber prefix) as pieces not yet joined."""
+
+    pieces: tuple[Piece, ...]
+    size: int  # bytes of the body
+
+    @classmethod
+    def of(cls, pieces: Sequence[Piece]) -> Fragment:
+        return cls(tuple(pieces), sum(len(p) for p in pieces))
+
+    def join(self, prefix: bytes) -> bytes:
+        """The complete message: ``prefix`` then the body, in one copy."""
+        return b"".join((prefix, *self.pieces))
+
+    def copied(self) -> Fragment:
+        """The same body as one ``bytes`` piece, holding no view of anything else."""
+        return Fragment((self.join(b""),), self.size)
 
 
 class _Packer:
@@ -115,8 +150,8 @@ class _Packer:
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
-        self.fragments: list[list[bytes | memoryview]] = []
-        self.current: list[bytes | memoryview] = []
+        self.fragments: list[list[Piece]] = []
+        self.current: list[Piece] = []
         self.used = 0
 
     def flush(self) -> None:
@@ -125,7 +160,7 @@ class _Packer:
         self.current = []
         self.used = 0
 
-    def add(self, pieces: list[bytes | memoryview]) -> None:
+    def add(self, pieces: list[Piece]) -> None:
         self.current.extend(pieces)
         self.used += sum(len(p) for p in pieces)
 
@@ -156,27 +191,33 @@ class _Packer:
             offset += length
 
 
-def build_fragments(header: bytes, items: Sequence[EncodedItem], limit: int) -> list[bytes]:
+def plan_fragments(header: bytes, items: Sequence[EncodedItem], limit: int) -> list[Fragment]:
     """The bodies (without subscriber prefix) of one heap, each at most ``limit`` bytes.
 
     A heap that fits is one body: ``header + entries``. Otherwise each fragment repeats the
     header, adds ``fragment``/``fragments``, and carries whole items where they fit and
-    chunks of larger ones (``Item.offset``/``Item.size``).
+    chunks of larger ones (``Item.offset``/``Item.size``). Nothing is copied: the pieces
+    refer to the items' data.
     """
     total = len(header) + sum(item.entry_size() for item in items)
     if total <= limit:
-        pieces: list[bytes | memoryview] = [header]
+        pieces: list[Piece] = [header]
         for item in items:
             pieces.extend(item.entry())
-        return [_join(pieces)]
+        return [Fragment.of(pieces)]
     packer = _Packer(limit - len(header) - _FRAGMENT_FIELDS_MAX)
     for item in items:
         packer.add_item(item)
     packer.flush()
     count = len(packer.fragments)
     return [
-        _join(
+        Fragment.of(
             [header, _TAG_HEAP_FRAGMENT + varint(index), _TAG_HEAP_FRAGMENTS + varint(count), *body]
         )
         for index, body in enumerate(packer.fragments)
     ]
+
+
+def build_fragments(header: bytes, items: Sequence[EncodedItem], limit: int) -> list[bytes]:
+    """:func:`plan_fragments`, each body joined into ``bytes``."""
+    return [fragment.join(b"") for fragment in plan_fragments(header, items, limit)]

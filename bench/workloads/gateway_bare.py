@@ -1,0 +1,121 @@
+"""The ceiling for the ``gateway`` suite: a bare grpcio aio server streaming pre-built messages.
+
+It serves the gateway's ``Subscribe`` method (same method path, same server channel options as
+the daemon, ``response_serializer=None``) so that the very same subscriber programs can read
+from it, but does nothing per heap except send bytes built before the first subscriber came:
+the Heap message bodies of one heap with the same two items (``payload``, ``timestamp``) and
+the same fragment size as the daemon, encoded once. Each message is only the per-subscriber
+``sequence`` field, the pre-built body and the heap's ``cnt`` (a later field wins in
+protobuf), joined into one ``bytes``: grpcio needs a distinct bytes object per message, and a
+numbered stream cannot avoid that one concatenation.
+
+Waits until --subscribers subscriptions are open, then streams --heaps heaps to each, then a
+heap marked ``end_of_stream``. Prints ``READY <port>`` once serving; runs until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import grpc.aio
+import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
+from spead2_gateway import wire
+from spead2_gateway._proto import gateway_pb2 as pb
+from spead2_gateway.app import server_options
+from spead2_gateway.config import ServerConfig, SubscribeConfig
+from spead2_gateway.malloc import tune_malloc
+from spead2_gateway.service import SERVICE_NAME
+
+FIRST_CNT = 1000  # as gateway_send.py
+_TAG_HEAP_CNT = b"\x10"  # Heap.cnt = 2, varint
+
+
+def prebuilt_bodies(heap_size: int, fragment_bytes: int) -> list[bytes]:
+    """The shared part of every message of one heap, as the daemon would encode it."""
+    stamp = Timestamp()
+    stamp.GetCurrentTime()
+    header = pb.Heap(stream="bench", cnt=FIRST_CNT, received=stamp).SerializeToString()
+    payload = np.arange(heap_size, dtype=np.uint64).astype(np.uint8)
+    timestamp = np.array(stamp.ToNanoseconds(), dtype=np.uint64)
+    items = [
+        wire.EncodedItem.from_proto(
+            pb.Item(id=0x1000, name="payload", dtype="|u1", shape=[heap_size]),
+            memoryview(payload).cast("B"),
+        ),
+        wire.EncodedItem.from_proto(
+            pb.Item(id=0x1001, name="timestamp", dtype="<u8", shape=[]),
+            memoryview(timestamp.reshape(1).view(np.uint8)).cast("B"),
+        ),
+    ]
+    return wire.build_fragments(header, items, fragment_bytes)
+
+
+class Bare:
+    def __init__(self, bodies: list[bytes], heaps: int, subscribers: int) -> None:
+        self.bodies = bodies
+        self.heaps = heaps
+        self.subscribers = subscribers
+        self.joined = 0
+        self.all_joined = asyncio.Event()
+        end = pb.Heap(stream="bench", cnt=FIRST_CNT + heaps, end_of_stream=True)
+        self.end = end.SerializeToString()
+
+    async def subscribe(self, request: Any, context: Any) -> AsyncIterator[bytes]:
+        await context.send_initial_metadata((("x-queue-depth", "64"), ("x-subscriber-id", "1")))
+        self.joined += 1
+        if self.joined >= self.subscribers:
+            self.all_joined.set()
+        await self.all_joined.wait()
+        bodies = self.bodies
+        for seq in range(1, self.heaps + 1):
+            tail = _TAG_HEAP_CNT + wire.varint(FIRST_CNT + seq - 1)
+            prefix = wire.subscriber_prefix(seq, 0)
+            for body in bodies:
+                yield b"".join((prefix, body, tail))
+        yield wire.subscriber_prefix(self.heaps + 1, 0) + self.end
+
+
+async def serve(args: argparse.Namespace) -> None:
+    bare = Bare(prebuilt_bodies(args.heap_size, args.fragment_bytes), args.heaps, args.subscribers)
+    handler = grpc.unary_stream_rpc_method_handler(
+        bare.subscribe,
+        request_deserializer=pb.SubscribeRequest.FromString,
+        response_serializer=None,
+    )
+    extra = [(name, int(value)) for name, value in (o.split("=", 1) for o in args.option)]
+    server = grpc.aio.server(options=server_options(ServerConfig()) + extra)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(SERVICE_NAME, {"Subscribe": handler}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(f"READY {port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop(0.5)
+
+
+def main() -> None:
+    tune_malloc()  # as the daemon and the client CLI do (see docs/gateway.md)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--heap-size", type=int, required=True)
+    parser.add_argument("--heaps", type=int, required=True)
+    parser.add_argument("--subscribers", type=int, default=1)
+    parser.add_argument("--fragment-bytes", type=int, default=SubscribeConfig().fragment_bytes)
+    parser.add_argument(
+        "--option", action="append", default=[], help="extra server option NAME=INT (tuning)"
+    )
+    asyncio.run(serve(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
