@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"unsafe"
 )
 
 // elementType is a parsed numpy array-protocol type string of a scalar type.
@@ -94,13 +95,11 @@ func decodeElements(et elementType, n int, data []byte) any {
 		}
 		return out
 	case et.kind == 'u' && et.size == 1:
-		return append([]uint8(nil), data[:n]...)
+		// A view of data, not a copy (documented on Item.Value). The capacity is cut so that
+		// appending to the view never writes past the item.
+		return data[:n:n]
 	case et.kind == 'i' && et.size == 1:
-		out := make([]int8, n)
-		for i := range out {
-			out[i] = int8(data[i])
-		}
-		return out
+		return int8View(data[:n])
 	case et.kind == 'u' && et.size == 2:
 		return mapN(n, func(i int) uint16 { return o.Uint16(data[2*i:]) })
 	case et.kind == 'i' && et.size == 2:
@@ -130,6 +129,17 @@ func decodeElements(et elementType, n int, data []byte) any {
 			return complex(re, im)
 		})
 	}
+}
+
+// int8View is data seen as int8 elements, without a copy.
+func int8View(data []byte) []int8 {
+	if len(data) == 0 {
+		return []int8{}
+	}
+	// Sound: int8 and uint8 have the same size and alignment and every bit pattern is a
+	// valid int8, so the n bytes of data are exactly n valid int8 values; the result keeps
+	// data's backing array alive and covers no byte outside data[:len(data)].
+	return unsafe.Slice((*int8)(unsafe.Pointer(unsafe.SliceData(data))), len(data))
 }
 
 func mapN[T any](n int, f func(int) T) []T {

@@ -32,11 +32,17 @@ type Item struct {
 	FortranOrder bool
 	// Format is the item's legacy SPEAD format, if it was described with one.
 	Format []*pb.FormatField
-	// Data is the raw element bytes, in the layout above.
+	// Data is the raw element bytes, in the layout above. It is not a copy: it references
+	// the bytes of the received message (or, for an item split across messages, the one
+	// buffer it was reassembled into). The client never writes to it after Recv returns,
+	// and it stays valid as long as the Item (or its Heap) is referenced; keeping it keeps
+	// that memory alive. Modifying it is allowed but changes Value too for "|u1" and "|i1".
 	Data []byte
 	// Value holds the elements as a Go slice ([]uint8 ... []int64, []float32, []float64,
 	// []complex64, []complex128, []bool) in the memory order of Data (row-major unless
 	// FortranOrder), with byte order already applied. It is nil for other dtypes: use Data.
+	// For the one-byte integer dtypes ("|u1", "|i1") it is a view of Data, not a copy (the
+	// same memory, with the same lifetime); for the other dtypes it is a decoded copy.
 	Value any
 }
 
@@ -73,16 +79,31 @@ func (h *Heap) Item(name string) *Item {
 	return nil
 }
 
-func newItem(meta *pb.Item, data []byte) (*Item, error) {
+// newItems builds the items of a heap in one allocation. data[i] is the bytes of metas[i],
+// referenced, not copied.
+func newItems(metas []*pb.Item, data func(int) []byte) ([]*Item, error) {
+	store := make([]Item, len(metas))
+	items := make([]*Item, len(metas))
+	for i, meta := range metas {
+		if err := fillItem(&store[i], meta, data(i)); err != nil {
+			return nil, err
+		}
+		items[i] = &store[i]
+	}
+	return items, nil
+}
+
+func fillItem(it *Item, meta *pb.Item, data []byte) error {
 	value, err := decodeValue(meta.GetDtype(), meta.GetShape(), data)
 	if err != nil {
-		return nil, protocolErrorf("item %q: %v", meta.GetName(), err)
+		return protocolErrorf("item %q: %v", meta.GetName(), err)
 	}
-	return &Item{
+	*it = Item{
 		ID: meta.GetId(), Name: meta.GetName(), Dtype: meta.GetDtype(),
 		Shape: meta.GetShape(), FortranOrder: meta.GetFortranOrder(),
 		Format: meta.GetFormat(), Data: data, Value: value,
-	}, nil
+	}
+	return nil
 }
 
 func newHeap(first *pb.Heap, fragments int) *Heap {
@@ -99,7 +120,8 @@ func newHeap(first *pb.Heap, fragments int) *Heap {
 	return h
 }
 
-// part is an item being reassembled from chunks.
+// part is an item of a split heap: the message item that describes it and its bytes, either
+// the data of a message (an item carried in one piece) or a buffer its chunks are copied to.
 type part struct {
 	meta   *pb.Item
 	data   []byte
@@ -108,11 +130,16 @@ type part struct {
 
 // reassembler turns Heap messages (possibly fragments of one heap) into heaps, and checks
 // sequence numbers to detect lost heaps.
+//
+// Copies: the items of an unsplit heap, and any item that travels in one piece, keep the
+// bytes protobuf decoded (Item.Data references them). A chunked item is copied once, chunk
+// by chunk, into a buffer made at its final size when its first chunk arrives. Buffers are
+// never reused: the heaps handed out keep them, and the client never writes to them again.
 type reassembler struct {
 	first   *pb.Heap
 	next    uint32
-	order   []uint64
-	parts   map[uint64]*part
+	parts   []part         // the items of the split heap in progress, in order of arrival
+	index   map[uint64]int // item id -> position in parts
 	lastSeq uint64
 }
 
@@ -122,13 +149,14 @@ func (r *reassembler) feed(msg *pb.Heap) (*Heap, error) {
 		if r.first != nil {
 			return nil, protocolErrorf("heap sequence %d arrived inside split heap %d", msg.GetSequence(), r.first.GetSequence())
 		}
-		return r.finish(msg, msg.GetItems(), 1)
+		return r.finish(msg)
 	}
 	if msg.GetFragment() == 0 {
 		if r.first != nil {
 			return nil, protocolErrorf("split heap %d ended after %d fragments", r.first.GetSequence(), r.next)
 		}
-		r.first, r.next, r.order, r.parts = msg, 0, nil, map[uint64]*part{}
+		r.reset()
+		r.first = msg
 	}
 	if r.first == nil || msg.GetSequence() != r.first.GetSequence() || msg.GetFragment() != r.next ||
 		msg.GetFragments() != r.first.GetFragments() {
@@ -146,62 +174,103 @@ func (r *reassembler) feed(msg *pb.Heap) (*Heap, error) {
 	return r.finishSplit()
 }
 
+// reset forgets the split heap in progress. The parts and the index are kept for the next
+// split heap, but not what they reference.
+func (r *reassembler) reset() {
+	clear(r.parts)
+	r.parts = r.parts[:0]
+	if r.index == nil {
+		r.index = map[uint64]int{}
+	}
+	clear(r.index)
+	r.first, r.next = nil, 0
+}
+
+func (r *reassembler) push(meta *pb.Item, data []byte, filled uint64) {
+	r.index[meta.GetId()] = len(r.parts)
+	r.parts = append(r.parts, part{meta: meta, data: data, filled: filled})
+}
+
 func (r *reassembler) add(it *pb.Item) error {
-	if it.GetSize() == 0 {
-		if _, dup := r.parts[it.GetId()]; dup {
+	i, seen := r.index[it.GetId()]
+	chunk := it.GetData()
+	size := it.GetSize()
+	if size == 0 {
+		if seen {
 			return protocolErrorf("item %q twice in one heap", it.GetName())
 		}
-		r.order = append(r.order, it.GetId())
-		r.parts[it.GetId()] = &part{meta: it, data: it.GetData(), filled: uint64(len(it.GetData()))}
+		r.push(it, chunk, uint64(len(chunk)))
 		return nil
 	}
-	p, ok := r.parts[it.GetId()]
-	if !ok {
-		if it.GetSize() > maxItemBytes {
-			return protocolErrorf("item %q: size %d too large", it.GetName(), it.GetSize())
-		}
-		p = &part{meta: it, data: make([]byte, it.GetSize())}
-		r.order = append(r.order, it.GetId())
-		r.parts[it.GetId()] = p
-	}
-	end := it.GetOffset() + uint64(len(it.GetData()))
-	if uint64(len(p.data)) != it.GetSize() || it.GetOffset() > it.GetSize() || end > it.GetSize() {
+	end := it.GetOffset() + uint64(len(chunk))
+	if it.GetOffset() > size || end > size {
 		return protocolErrorf("item %q: chunk outside the item", it.GetName())
 	}
-	copy(p.data[it.GetOffset():end], it.GetData())
-	p.filled += uint64(len(it.GetData()))
+	if !seen {
+		if size > maxItemBytes {
+			return protocolErrorf("item %q: size %d too large", it.GetName(), size)
+		}
+		if it.GetOffset() == 0 && uint64(len(chunk)) == size {
+			// The whole item in one chunk: use the message's bytes, as for an unsplit item.
+			r.push(it, chunk, size)
+			return nil
+		}
+		// Allocated once at its final size (make's zeroing is the only other write).
+		r.push(it, make([]byte, size), 0)
+		i = len(r.parts) - 1
+	}
+	p := &r.parts[i]
+	// More bytes than the item holds would overlap what arrived (or write into message
+	// bytes used in place): the item cannot be complete.
+	if uint64(len(p.data)) != size || p.filled+uint64(len(chunk)) > size {
+		return protocolErrorf("item %q: chunk outside the item", it.GetName())
+	}
+	copy(p.data[it.GetOffset():end], chunk)
+	p.filled += uint64(len(chunk))
 	return nil
 }
 
 func (r *reassembler) finishSplit() (*Heap, error) {
-	first := r.first
-	items := make([]*pb.Item, 0, len(r.order))
-	datas := make([][]byte, 0, len(r.order))
-	for _, id := range r.order {
-		p := r.parts[id]
+	defer r.reset()
+	metas := make([]*pb.Item, len(r.parts))
+	for i := range r.parts {
+		p := &r.parts[i]
 		if p.filled != uint64(len(p.data)) {
 			return nil, protocolErrorf("item %q: %d of %d bytes received", p.meta.GetName(), p.filled, len(p.data))
 		}
-		items = append(items, p.meta)
-		datas = append(datas, p.data)
+		metas[i] = p.meta
 	}
-	r.first, r.parts, r.order = nil, nil, nil
-	h, err := r.build(first, items, datas, int(first.GetFragments()))
-	return h, err
+	h, err := r.start(r.first, int(r.first.GetFragments()))
+	if err != nil {
+		return nil, err
+	}
+	if h.Items, err = newItems(metas, func(i int) []byte { return r.parts[i].data }); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
-func (r *reassembler) finish(msg *pb.Heap, items []*pb.Item, fragments int) (*Heap, error) {
-	datas := make([][]byte, len(items))
-	for i, it := range items {
+// finish turns an unsplit heap message into a heap; its items reference the message's bytes.
+func (r *reassembler) finish(msg *pb.Heap) (*Heap, error) {
+	metas := msg.GetItems()
+	for _, it := range metas {
 		if it.GetSize() != 0 {
 			return nil, protocolErrorf("item %q: chunk in an unsplit heap", it.GetName())
 		}
-		datas[i] = it.GetData()
 	}
-	return r.build(msg, items, datas, fragments)
+	h, err := r.start(msg, 1)
+	if err != nil {
+		return nil, err
+	}
+	if h.Items, err = newItems(metas, func(i int) []byte { return metas[i].GetData() }); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
-func (r *reassembler) build(first *pb.Heap, items []*pb.Item, datas [][]byte, fragments int) (*Heap, error) {
+// start checks the heap's sequence number, counts the heaps lost before it and makes the
+// Heap without its items.
+func (r *reassembler) start(first *pb.Heap, fragments int) (*Heap, error) {
 	seq := first.GetSequence()
 	if seq <= r.lastSeq {
 		return nil, protocolErrorf("sequence %d after %d", seq, r.lastSeq)
@@ -209,13 +278,5 @@ func (r *reassembler) build(first *pb.Heap, items []*pb.Item, datas [][]byte, fr
 	h := newHeap(first, fragments)
 	h.Lost = seq - r.lastSeq - 1
 	r.lastSeq = seq
-	h.Items = make([]*Item, 0, len(items))
-	for i, meta := range items {
-		it, err := newItem(meta, datas[i])
-		if err != nil {
-			return nil, err
-		}
-		h.Items = append(h.Items, it)
-	}
 	return h, nil
 }
