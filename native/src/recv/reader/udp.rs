@@ -1,4 +1,8 @@
-//! Reads UDP datagrams (unicast or multicast, IPv4 or IPv6) in batches with recvmmsg.
+//! Reads UDP datagrams (unicast or multicast, IPv4 or IPv6) in batches with recvmmsg, with
+//! UDP GRO (receive coalescing) on the sockets it creates where the kernel has it.
+
+mod gro;
+mod slots;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -7,13 +11,12 @@ use std::sync::Arc;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::recv::stats::DropReason;
-use crate::recv::stream::StreamShared;
+use crate::recv::stream::{Batch, StreamShared};
 use crate::thread_pool::{Context, Progress, Reader};
+use slots::{Received, Slots};
 
 pub const DEFAULT_MAX_SIZE: usize = 9200;
 pub const DEFAULT_BUFFER_SIZE: usize = 8 * 1024 * 1024;
-/// Datagrams per recvmmsg call.
-const BATCH: usize = 64;
 /// recvmmsg calls per run before yielding to other readers on the worker.
 const CALLS_PER_RUN: usize = 16;
 
@@ -41,6 +44,7 @@ pub fn bind(
         socket.set_reuse_address(true)?;
     }
     set_receive_buffer(&socket, buffer_size)?;
+    gro::enable(&socket);
     socket.bind(&addr.into())?;
     match (addr.ip(), multicast) {
         (IpAddr::V4(group), Some(Multicast::V4 { interface })) => {
@@ -90,65 +94,66 @@ pub struct UdpReader {
     shared: Arc<StreamShared>,
     socket: mio::net::UdpSocket,
     max_size: usize,
-    /// One slot per datagram of a batch, each `max_size + 1` long so oversize datagrams show.
-    buffers: Vec<Vec<u8>>,
+    slots: Slots,
 }
 
 impl UdpReader {
+    /// Reads from `socket`. If the socket has UDP GRO on (as `bind` leaves it where the
+    /// kernel can, or as the caller set it), coalesced datagrams are split back up.
     pub fn new(shared: Arc<StreamShared>, socket: Socket, max_size: usize) -> io::Result<Self> {
         socket.set_nonblocking(true)?;
+        let gro = gro::is_enabled(&socket);
+        let slots = Slots::new(max_size, gro);
         let socket = mio::net::UdpSocket::from_std(socket.into());
-        let buffers = (0..BATCH).map(|_| vec![0u8; max_size + 1]).collect();
         Ok(UdpReader {
             shared,
             socket,
             max_size,
-            buffers,
+            slots,
         })
     }
 
-    /// Receives up to BATCH datagrams; returns their lengths' count.
-    fn receive(&mut self, lengths: &mut [usize; BATCH]) -> io::Result<usize> {
-        use std::os::fd::AsRawFd;
-        let mut iovecs: Vec<libc::iovec> = self
-            .buffers
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: b.len(),
-            })
-            .collect();
-        // SAFETY: mmsghdr is plain data; all-zero is a valid value (null name, no control).
-        let mut headers: Vec<libc::mmsghdr> =
-            (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect();
-        for (h, iov) in headers.iter_mut().zip(iovecs.iter_mut()) {
-            h.msg_hdr.msg_iov = iov;
-            h.msg_hdr.msg_iovlen = 1;
+    /// Hands one received datagram (or GRO super-datagram) to `batch`; false once the
+    /// stream has stopped.
+    fn deliver(&self, batch: &mut Batch<'_>, datagram: &Received<'_>) -> bool {
+        // A zero segment size never comes out of gro::segment_size; filtered again so that
+        // `chunks` cannot panic whatever the source.
+        match datagram.segment.filter(|&s| s > 0) {
+            None if datagram.truncated => self.too_large(batch),
+            None => self.deliver_one(batch, datagram.data),
+            Some(segment) => {
+                // Only whole segments are usable if the kernel truncated the buffer.
+                let whole = if datagram.truncated {
+                    datagram.data.len() - datagram.data.len() % segment
+                } else {
+                    datagram.data.len()
+                };
+                for packet in datagram.data[..whole].chunks(segment) {
+                    self.deliver_one(batch, packet);
+                    if batch.is_stopped() {
+                        return false;
+                    }
+                }
+                if datagram.truncated {
+                    log::warn!("coalesced UDP datagram truncated; its tail is lost");
+                    self.too_large(batch);
+                }
+            }
         }
-        // SAFETY: each header points at one iovec, which points into a live buffer of the
-        // stated length; `headers`, `iovecs` and `self.buffers` outlive the call, and the
-        // kernel writes at most iov_len bytes per buffer and BATCH headers.
-        let n = unsafe {
-            libc::recvmmsg(
-                self.socket.as_raw_fd(),
-                headers.as_mut_ptr(),
-                BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
+        !batch.is_stopped()
+    }
+
+    fn deliver_one(&self, batch: &mut Batch<'_>, packet: &[u8]) {
+        if packet.len() > self.max_size {
+            self.too_large(batch);
+        } else {
+            batch.add_datagram(packet);
         }
-        let n = n as usize;
-        for (len, h) in lengths.iter_mut().zip(&headers[..n]) {
-            *len = if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
-                usize::MAX
-            } else {
-                h.msg_len as usize
-            };
-        }
-        Ok(n)
+    }
+
+    fn too_large(&self, batch: &mut Batch<'_>) {
+        log::info!("dropped packet larger than max_size ({})", self.max_size);
+        batch.drop_packet(DropReason::TooLarge);
     }
 }
 
@@ -158,12 +163,12 @@ impl Reader for UdpReader {
     }
 
     fn run(&mut self, _ctx: &Context<'_>) -> Progress {
-        let mut lengths = [0usize; BATCH];
+        use std::os::fd::AsRawFd;
         for _ in 0..CALLS_PER_RUN {
             if self.shared.is_stopping() {
                 return Progress::Done;
             }
-            let n = match self.receive(&mut lengths) {
+            let n = match self.slots.receive(self.socket.as_raw_fd()) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Progress::Idle,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -173,18 +178,200 @@ impl Reader for UdpReader {
                 }
             };
             let mut batch = self.shared.batch();
-            for (buffer, &len) in self.buffers.iter().zip(&lengths[..n]) {
-                if len > self.max_size {
-                    log::info!("dropped packet larger than max_size ({})", self.max_size);
-                    batch.drop_packet(DropReason::TooLarge);
-                } else {
-                    batch.add_datagram(&buffer[..len]);
-                }
-                if batch.is_stopped() {
+            for i in 0..n {
+                if !self.deliver(&mut batch, &self.slots.received(i)) {
                     return Progress::Done;
                 }
             }
         }
         Progress::More
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Flavour;
+    use crate::recv::config::{RingConfig, StreamConfig};
+    use crate::recv::stream::Stream;
+    use crate::send::group::GroupMode;
+    use crate::send::heap::SendHeap;
+    use crate::send::stream::{HeapRef, Stream as SendStream, StreamConfig as SendConfig};
+    use crate::send::writer::udp::{UdpMode, UdpWriter};
+    use crate::send::writer::{OutPacket, Writer};
+    use crate::thread_pool::ThreadPool;
+    use std::io::IoSlice;
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    fn local() -> SocketAddr {
+        "127.0.0.1:0".parse().unwrap()
+    }
+
+    fn writer_to(addr: SocketAddr, gso: bool) -> UdpWriter {
+        let mode = UdpMode::Unicast {
+            interface_address: None,
+        };
+        let mut w = UdpWriter::new(&[addr], 1 << 20, mode).unwrap();
+        if !gso {
+            w.disable_gso();
+        }
+        w
+    }
+
+    /// Writes `packets` in one batch and checks that all went.
+    fn write(w: &mut UdpWriter, packets: &[Vec<u8>]) {
+        let slices: Vec<[IoSlice<'_>; 1]> = packets.iter().map(|p| [IoSlice::new(p)]).collect();
+        let out: Vec<OutPacket<'_>> = slices
+            .iter()
+            .map(|s| OutPacket {
+                slices: s,
+                substream: 0,
+            })
+            .collect();
+        let mut errors = Vec::new();
+        w.write(&out, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    /// Receives until `want` datagrams (counting each GRO segment) have arrived; returns
+    /// each receive as (total length, GRO segment size).
+    fn receive_all(socket: &Socket, slots: &mut Slots, want: usize) -> Vec<(usize, Option<usize>)> {
+        let mut got = Vec::new();
+        let mut packets = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while packets < want && std::time::Instant::now() < deadline {
+            match slots.receive(socket.as_raw_fd()) {
+                Ok(n) => {
+                    for i in 0..n {
+                        let r = slots.received(i);
+                        packets += r.segment.map_or(1, |s| r.data.len().div_ceil(s));
+                        got.push((r.data.len(), r.segment));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn bound_sockets_get_gro_and_coalesced_datagrams_say_so() {
+        let socket = bind(local(), 1 << 20, None).unwrap();
+        assert!(gro::is_enabled(&socket));
+        socket.set_nonblocking(true).unwrap();
+        let mut slots = Slots::new(DEFAULT_MAX_SIZE, true);
+        let addr = socket.local_addr().unwrap().as_socket().unwrap();
+        let mut packets: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 1000]).collect();
+        packets.push(vec![10; 300]);
+        write(&mut writer_to(addr, true), &packets);
+        assert_eq!(receive_all(&socket, &mut slots, 11), [(10_300, Some(1000))]);
+        // Without GSO on the sending side the datagrams stay separate.
+        write(&mut writer_to(addr, false), &packets[8..]);
+        assert_eq!(
+            receive_all(&socket, &mut slots, 3),
+            [(1000, None), (1000, None), (300, None)]
+        );
+    }
+
+    #[test]
+    fn caller_sockets_keep_their_gro_setting() {
+        let plain = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        assert!(!gro::is_enabled(&plain));
+        plain.bind(&local().into()).unwrap();
+        plain.set_nonblocking(true).unwrap();
+        let addr = plain.local_addr().unwrap().as_socket().unwrap();
+        let mut slots = Slots::new(DEFAULT_MAX_SIZE, false);
+        let packets: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 1000]).collect();
+        write(&mut writer_to(addr, true), &packets);
+        // The kernel splits GSO sends for sockets without GRO.
+        assert_eq!(receive_all(&plain, &mut slots, 3), [(1000, None); 3]);
+        assert!(!gro::is_enabled(&plain));
+    }
+
+    /// A receive stream reading a socket made by `bind`, with `max_size`.
+    fn receiver(max_size: usize) -> (Stream, SocketAddr) {
+        let pool = ThreadPool::new(1, &[]).unwrap();
+        let config = StreamConfig {
+            max_heaps: 8,
+            ..StreamConfig::default()
+        };
+        let ring = RingConfig {
+            heaps: 64,
+            ..RingConfig::default()
+        };
+        let stream = Stream::new(pool, config, ring).unwrap();
+        let socket = bind(local(), 4 << 20, None).unwrap();
+        let addr = socket.local_addr().unwrap().as_socket().unwrap();
+        let reader = UdpReader::new(stream.shared().clone(), socket, max_size).unwrap();
+        stream.add_reader(Box::new(reader)).unwrap();
+        (stream, addr)
+    }
+
+    fn heap_data(len: usize, seed: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 13 + seed) as u8).collect()
+    }
+
+    /// Heaps sent with GSO (or without) to a GRO reader arrive complete and byte-exact.
+    fn heaps_arrive(gso: bool, packet_size: usize) {
+        let (stream, addr) = receiver(DEFAULT_MAX_SIZE);
+        let sizes = [100_000, 1, 5000, 65_536, 1472 * 7, 30_001];
+        let sender = std::thread::spawn(move || {
+            let config = SendConfig {
+                max_packet_size: packet_size,
+                max_heaps: 16,
+                ..SendConfig::default()
+            };
+            let send = SendStream::new(config, Box::new(writer_to(addr, gso))).unwrap();
+            for (seed, &len) in sizes.iter().enumerate() {
+                let mut heap = SendHeap::new(Flavour::default());
+                heap.add_item(0x1000, std::sync::Arc::new(heap_data(len, seed)), false);
+                let heap = HeapRef::new(std::sync::Arc::new(heap));
+                send.send_heaps(&[heap], GroupMode::Serial)
+                    .unwrap()
+                    .wait()
+                    .unwrap();
+            }
+        });
+        for (seed, &len) in sizes.iter().enumerate() {
+            let heap = stream.ring().pop_timeout(Duration::from_secs(5)).unwrap();
+            assert!(heap.is_complete(), "heap {seed}");
+            assert_eq!(heap.payload(), heap_data(len, seed), "heap {seed}");
+        }
+        sender.join().unwrap();
+        assert_eq!(stream.drop_counts().total(), 0);
+    }
+
+    #[test]
+    fn gro_reader_receives_heaps_exactly() {
+        for packet_size in [1472, 8972] {
+            heaps_arrive(true, packet_size);
+            heaps_arrive(false, packet_size);
+        }
+    }
+
+    #[test]
+    fn oversize_segments_are_dropped_one_by_one() {
+        let (stream, addr) = receiver(1000);
+        let mut w = writer_to(addr, true);
+        // One coalesced datagram of 1200-byte segments: five packets too large, each
+        // counted; then four plain datagrams, one too large.
+        let big: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 1200]).collect();
+        write(&mut w, &big);
+        w.disable_gso();
+        let mixed = [vec![1u8; 1001], vec![2; 10], vec![3; 1000], vec![4; 999]];
+        write(&mut w, &mixed);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let too_large = || stream.drop_counts().get(DropReason::TooLarge);
+        while too_large() < 6 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(too_large(), 6);
+        // The three others were not SPEAD packets: dropped, but not as too large.
+        assert_eq!(stream.drop_counts().total(), 9);
     }
 }

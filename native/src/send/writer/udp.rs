@@ -1,13 +1,17 @@
 //! UDP writer: one destination per substream, batches sent with `sendmmsg` whose iovecs
-//! point straight at the packets' header blocks and item bytes.
+//! point straight at the packets' header blocks and item bytes, with runs of equal-sized
+//! packets coalesced by UDP GSO where the kernel supports it (see `gso`).
 
-use std::io::{self, IoSlice};
+mod gso;
+
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::{clone_error, set_send_buffer, wait_writable, OutPacket, Writer, WriterError};
+use gso::{iovec_ptr, may_be_gso_error, GsoState, Message, Scratch};
 
 /// `spead2.send.UdpStream.DEFAULT_BUFFER_SIZE`.
 pub const DEFAULT_BUFFER_SIZE: usize = 524_288;
@@ -34,6 +38,8 @@ pub enum UdpMode {
 pub struct UdpWriter {
     socket: Socket,
     destinations: Vec<SockAddr>,
+    gso: GsoState,
+    scratch: Scratch,
 }
 
 /// Checks that all endpoints share one address family and returns it.
@@ -157,9 +163,12 @@ impl UdpWriter {
     }
 
     fn with_socket(socket: Socket, endpoints: &[SocketAddr]) -> UdpWriter {
+        let gso = GsoState::new(&socket, endpoints);
         UdpWriter {
             socket,
             destinations: endpoints.iter().map(|&e| SockAddr::from(e)).collect(),
+            gso,
+            scratch: Scratch::default(),
         }
     }
 
@@ -171,40 +180,155 @@ impl UdpWriter {
             .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))
     }
 
-    /// One `sendmmsg` over `headers`; Ok(n) messages sent, or the error of the first.
-    fn send_some(&self, headers: &mut [libc::mmsghdr]) -> io::Result<usize> {
-        let count = headers.len().min(MAX_IOV) as libc::c_uint;
-        // SAFETY: `headers` holds `count` initialised mmsghdrs whose name and iovec pointers
-        // refer to `self.destinations` and to the caller's IoSlices (ABI-compatible with
-        // iovec), all alive for the duration of the call; the kernel only reads them (and
-        // writes msg_len within the array).
-        let rc = unsafe {
-            libc::sendmmsg(
-                self.socket.as_raw_fd(),
-                headers.as_mut_ptr(),
-                count,
-                libc::MSG_NOSIGNAL,
-            )
-        };
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(rc as usize)
+    /// Whether runs of equal-sized packets are still coalesced with UDP GSO (false if the
+    /// kernel lacks it, after a refusal that showed it unusable, or after `disable_gso`).
+    pub fn gso_enabled(&self) -> bool {
+        self.gso.is_enabled()
+    }
+
+    /// Sends one datagram per packet from now on (for comparisons and benchmarks).
+    pub fn disable_gso(&mut self) {
+        self.gso.disable();
+    }
+
+    /// Sends the messages laid out in `self.scratch`, reporting failed packets in `errors`.
+    fn send_prepared(&mut self, errors: &mut Vec<(usize, io::Error)>) {
+        let fd = self.socket.as_raw_fd();
+        let mut next = 0;
+        while next < self.scratch.headers.len() {
+            let message = self.scratch.messages[next];
+            match send_batch(fd, &mut self.scratch.headers[next..]) {
+                Ok(0) => {
+                    // Only possible for an empty request; never loop on it.
+                    let error = io::Error::other("sendmmsg sent no message");
+                    report_all(&message, &error, errors);
+                    next += 1;
+                }
+                Ok(sent) => {
+                    let done = &self.scratch.messages[next..next + sent];
+                    self.gso.sent += done.iter().filter(|m| m.segment != 0).count() as u64;
+                    next += sent;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = wait_writable(fd) {
+                        report_all(&message, &e, errors);
+                        next += 1;
+                    }
+                }
+                Err(e) => {
+                    let learned = self.message_failed(&message, e, errors);
+                    next += 1;
+                    let rest = message.first + message.count;
+                    if learned && next < self.scratch.headers.len() {
+                        // Lay the rest of the batch out again under the new limits.
+                        self.scratch.lay_out(rest, &self.gso, &self.destinations);
+                        next = 0;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles a message the kernel refused as a whole; true if GSO's limits changed.
+    fn message_failed(
+        &mut self,
+        message: &Message,
+        error: io::Error,
+        errors: &mut Vec<(usize, io::Error)>,
+    ) -> bool {
+        log::debug!("UDP send failed: {error}");
+        let packets = message.first..message.first + message.count;
+        if message.segment == 0 || !may_be_gso_error(&error) {
+            // What the first datagram would have got without GSO too (say, a pending ICMP
+            // error or an unreachable network); the others still get their own attempt.
+            errors.push((message.first, error));
+            for packet in packets.skip(1) {
+                if let Err(e) = self.send_single(packet) {
+                    errors.push((packet, e));
+                }
+            }
+            return false;
+        }
+        // Possibly GSO's own limits: resend one datagram per packet, so each packet gets
+        // exactly the outcome it would have had without GSO, then learn from the error if
+        // plain sending worked where GSO did not.
+        self.gso.refused += 1;
+        let mut plain_worked = false;
+        for packet in packets {
+            match self.send_single(packet) {
+                Ok(()) => plain_worked |= packet == message.first,
+                Err(e) => errors.push((packet, e)),
+            }
+        }
+        if plain_worked {
+            let substream = self.scratch.spans[message.first].substream;
+            self.gso.failed(&error, message, substream);
+        }
+        plain_worked
+    }
+
+    /// Sends one packet of the prepared batch as a datagram of its own.
+    fn send_single(&mut self, packet: usize) -> io::Result<()> {
+        let fd = self.socket.as_raw_fd();
+        let span = &self.scratch.spans[packet];
+        let iovecs = iovec_ptr(&mut self.scratch.iovecs, &span.iovecs);
+        let mut header = message_header(&self.destinations[span.substream], iovecs);
+        loop {
+            match send_batch(fd, std::slice::from_mut(&mut header)) {
+                Ok(0) => return Err(io::Error::other("sendmmsg sent no message")),
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_writable(fd)?,
+                Err(e) => return Err(e),
+            }
         }
     }
 }
 
-/// A message header sending `slices` as one datagram to `destination`.
-fn message_header(destination: &SockAddr, slices: &[IoSlice<'_>]) -> libc::mmsghdr {
+/// One `sendmmsg` over `headers`; Ok(n) messages sent, or the error of the first.
+fn send_batch(fd: RawFd, headers: &mut [libc::mmsghdr]) -> io::Result<usize> {
+    let count = headers.len().min(MAX_IOV) as libc::c_uint;
+    // SAFETY: `headers` holds `count` initialised mmsghdrs whose name, iovec and control
+    // pointers refer to the writer's destinations, to iovecs in its scratch space (which
+    // point into the packets being written or into copies of them) and to its control
+    // buffers, all alive and unmodified for the duration of the call; the kernel only
+    // reads them (and writes msg_len within the array).
+    let rc = unsafe { libc::sendmmsg(fd, headers.as_mut_ptr(), count, libc::MSG_NOSIGNAL) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        // Never more than asked for; the clamp keeps callers' slicing in bounds regardless.
+        Ok((rc as usize).min(count as usize))
+    }
+}
+
+/// Reports `error` for every packet of `message`.
+fn report_all(message: &Message, error: &io::Error, errors: &mut Vec<(usize, io::Error)>) {
+    for packet in message.first..message.first + message.count {
+        errors.push((packet, clone_error(error)));
+    }
+}
+
+/// An iovec over `bytes`; it is only ever passed to sends, which read through it.
+fn iovec_of(bytes: &[u8]) -> libc::iovec {
+    libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    }
+}
+
+/// A message header sending the iovecs at `iovecs` (pointer, count) as one datagram to
+/// `destination`.
+fn message_header(destination: &SockAddr, iovecs: (*mut libc::iovec, usize)) -> libc::mmsghdr {
     // SAFETY: mmsghdr is a plain C struct of integers and pointers, for which all-zero is
     // a valid value (null name and iovec, no control data, no flags).
     let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
+    // sendmmsg only reads the address, so casting away const is sound.
     header.msg_hdr.msg_name = destination.as_ptr() as *mut libc::c_void;
     header.msg_hdr.msg_namelen = destination.len();
-    // IoSlice is documented to be ABI-compatible with iovec on Unix; sendmmsg only
-    // reads the iovecs, so casting away const is sound.
-    header.msg_hdr.msg_iov = slices.as_ptr() as *mut libc::iovec;
-    header.msg_hdr.msg_iovlen = slices.len() as _;
+    header.msg_hdr.msg_iov = iovecs.0;
+    header.msg_hdr.msg_iovlen = iovecs.1 as _;
     header
 }
 
@@ -221,54 +345,23 @@ impl Writer for UdpWriter {
     fn write(&mut self, packets: &[OutPacket<'_>], errors: &mut Vec<(usize, io::Error)>) {
         // Packets with more slices than a message allows (many tiny items) are copied
         // into one buffer each; the common case stays zero-copy.
-        let flat: Vec<Option<Vec<u8>>> = packets
+        let flat: Vec<Vec<u8>> = packets
             .iter()
-            .map(|p| (p.slices.len() > MAX_IOV).then(|| p.to_vec()))
+            .filter(|p| p.slices.len() > MAX_IOV)
+            .map(OutPacket::to_vec)
             .collect();
-        let flat_slices: Vec<Option<[IoSlice<'_>; 1]>> = flat
-            .iter()
-            .map(|f| f.as_ref().map(|bytes| [IoSlice::new(bytes)]))
-            .collect();
-        let mut headers: Vec<libc::mmsghdr> = packets
-            .iter()
-            .zip(&flat_slices)
-            .map(|(p, flat)| {
-                let slices: &[IoSlice<'_>] = match flat {
-                    Some(one) => one,
-                    None => p.slices,
-                };
-                message_header(&self.destinations[p.substream], slices)
-            })
-            .collect();
-        let mut start = 0;
-        while start < headers.len() {
-            match self.send_some(&mut headers[start..]) {
-                Ok(0) => {
-                    // Only possible for an empty request; never loop on it.
-                    errors.push((start, io::Error::other("sendmmsg sent no message")));
-                    start += 1;
-                }
-                Ok(sent) => start += sent,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Err(e) = wait_writable(self.socket.as_raw_fd()) {
-                        errors.push((start, e));
-                        start += 1;
-                    }
-                }
-                Err(e) => {
-                    log::debug!("UDP send failed: {e}");
-                    errors.push((start, clone_error(&e)));
-                    start += 1;
-                }
-            }
-        }
+        self.scratch.prepare(packets, &flat);
+        self.scratch.lay_out(0, &self.gso, &self.destinations);
+        self.send_prepared(errors);
+        // The pointers into `packets` and `flat` must not outlive this call.
+        self.scratch.clear();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::IoSlice;
     use std::net::UdpSocket;
     use std::time::Duration;
 
@@ -442,5 +535,325 @@ mod tests {
         let mut buf = [0u8; 4];
         let (n, from) = r.recv_from(&mut buf).unwrap();
         assert_eq!((&buf[..n], from), (&b"x"[..], own.local_addr().unwrap()));
+    }
+
+    /// A receiver with room for a whole test batch even before it reads.
+    fn roomy_receiver(addr: &str) -> Option<UdpSocket> {
+        let r = UdpSocket::bind(addr).ok()?;
+        r.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        socket2::SockRef::from(&r)
+            .set_recv_buffer_size(4 << 20)
+            .unwrap();
+        Some(r)
+    }
+
+    /// Test packets as (bytes, substream): runs of `len`-byte packets ending with shorter
+    /// ones, like heaps of several sizes, spread over `substreams`; each packet's bytes
+    /// are distinct so that a misplaced segment boundary shows.
+    fn heap_like_packets(len: usize, substreams: usize) -> Vec<(Vec<u8>, usize)> {
+        let mut out = Vec::new();
+        let tails = [len, 1, len / 2, 7, len - 1];
+        for (heap, &tail) in tails.iter().cycle().take(12).enumerate() {
+            let full = 1 + heap % 50;
+            for i in 0..=full {
+                let size = if i == full { tail } else { len };
+                let bytes = (0..size).map(|b| (b * 31 + i * 7 + heap) as u8).collect();
+                out.push((bytes, heap % substreams));
+            }
+        }
+        out
+    }
+
+    /// Writes `packets` in batches of up to 64 (as the stream does), each packet as a
+    /// header slice and two payload slices, and reads back every datagram per receiver.
+    fn write_and_collect(
+        w: &mut UdpWriter,
+        packets: &[(Vec<u8>, usize)],
+        receivers: &[UdpSocket],
+    ) -> Vec<Vec<Vec<u8>>> {
+        let mut got = vec![Vec::new(); receivers.len()];
+        let mut buf = vec![0u8; 65536];
+        for batch in packets.chunks(64) {
+            let slices: Vec<[IoSlice<'_>; 3]> = batch
+                .iter()
+                .map(|(bytes, _)| {
+                    let (head, rest) = bytes.split_at(bytes.len().min(8));
+                    let (a, b) = rest.split_at(rest.len() / 3);
+                    [IoSlice::new(head), IoSlice::new(a), IoSlice::new(b)]
+                })
+                .collect();
+            let out: Vec<OutPacket<'_>> = slices
+                .iter()
+                .zip(batch)
+                .map(|(s, &(_, substream))| packet(s, substream))
+                .collect();
+            let mut errors = Vec::new();
+            w.write(&out, &mut errors);
+            assert!(errors.is_empty(), "{errors:?}");
+            for (i, r) in receivers.iter().enumerate() {
+                for _ in batch.iter().filter(|p| p.1 == i) {
+                    let n = r.recv(&mut buf).unwrap();
+                    got[i].push(buf[..n].to_vec());
+                }
+            }
+        }
+        got
+    }
+
+    /// What each receiver must see: the packets to it, in order, one datagram each.
+    fn expected(packets: &[(Vec<u8>, usize)], substreams: usize) -> Vec<Vec<Vec<u8>>> {
+        (0..substreams)
+            .map(|i| {
+                packets
+                    .iter()
+                    .filter(|p| p.1 == i)
+                    .map(|p| p.0.clone())
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Sends the same packets with and without GSO; both must arrive as the same datagrams.
+    fn gso_matches_plain(addr: &str, mode: UdpMode, len: usize) {
+        let Some(receivers) = (0..4)
+            .map(|_| roomy_receiver(addr))
+            .collect::<Option<Vec<_>>>()
+        else {
+            eprintln!("no {addr} here; skipped");
+            return;
+        };
+        let packets = heap_like_packets(len, 2);
+        let want = expected(&packets, 2);
+        let endpoints: Vec<SocketAddr> =
+            receivers.iter().map(|r| r.local_addr().unwrap()).collect();
+        let mut gso = UdpWriter::new(&endpoints[..2], 1 << 20, mode).unwrap();
+        let mut plain = UdpWriter::new(&endpoints[2..], 1 << 20, mode).unwrap();
+        plain.disable_gso();
+        assert!(gso.gso_enabled(), "this kernel has UDP GSO");
+        assert_eq!(write_and_collect(&mut gso, &packets, &receivers[..2]), want);
+        assert_eq!(
+            write_and_collect(&mut plain, &packets, &receivers[2..]),
+            want
+        );
+        assert!(gso.gso_enabled());
+        assert!(gso.gso.sent > packets.len() as u64 / 64);
+        assert_eq!(plain.gso.sent, 0);
+    }
+
+    #[test]
+    fn gso_datagrams_match_plain_ones() {
+        let unicast = UdpMode::Unicast {
+            interface_address: None,
+        };
+        for len in [1472, 8972, 100] {
+            gso_matches_plain("127.0.0.1:0", unicast, len);
+        }
+        gso_matches_plain("[::1]:0", unicast, 1452);
+    }
+
+    #[test]
+    fn gso_multicast_datagrams_match_plain_ones() {
+        let group: Ipv4Addr = "239.255.12.34".parse().unwrap();
+        let receivers: Vec<UdpSocket> = (0..4)
+            .map(|_| {
+                let r = UdpSocket::bind((group, 0)).unwrap();
+                r.join_multicast_v4(&group, &Ipv4Addr::LOCALHOST).unwrap();
+                r.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                r
+            })
+            .collect();
+        let endpoints: Vec<SocketAddr> =
+            receivers.iter().map(|r| r.local_addr().unwrap()).collect();
+        let mode = UdpMode::MulticastV4 {
+            ttl: 1,
+            interface_address: Ipv4Addr::LOCALHOST,
+        };
+        let packets = heap_like_packets(1472, 2);
+        let want = expected(&packets, 2);
+        let mut gso = UdpWriter::new(&endpoints[..2], 1 << 20, mode).unwrap();
+        let mut plain = UdpWriter::new(&endpoints[2..], 1 << 20, mode).unwrap();
+        plain.disable_gso();
+        assert_eq!(write_and_collect(&mut gso, &packets, &receivers[..2]), want);
+        assert_eq!(
+            write_and_collect(&mut plain, &packets, &receivers[2..]),
+            want
+        );
+        assert!(gso.gso.sent > 0);
+    }
+
+    #[test]
+    fn oversized_packet_between_runs_fails_alone() {
+        let r = roomy_receiver("127.0.0.1:0").unwrap();
+        let mode = UdpMode::Unicast {
+            interface_address: None,
+        };
+        let mut w = UdpWriter::new(&[r.local_addr().unwrap()], 1 << 20, mode).unwrap();
+        let small = vec![5u8; 1000];
+        let big = vec![6u8; 70_000];
+        let ok = [IoSlice::new(&small)];
+        let too_big = [IoSlice::new(&big)];
+        let batch = [
+            packet(&ok, 0),
+            packet(&ok, 0),
+            packet(&too_big, 0),
+            packet(&ok, 0),
+            packet(&ok, 0),
+        ];
+        let mut errors = Vec::new();
+        w.write(&batch, &mut errors);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].0, 2);
+        assert_eq!(errors[0].1.raw_os_error(), Some(libc::EMSGSIZE));
+        let mut buf = [0u8; 2000];
+        for _ in 0..4 {
+            assert_eq!(r.recv(&mut buf).unwrap(), 1000);
+        }
+        assert_eq!((w.gso.sent, w.gso.refused), (2, 0));
+        assert!(w.gso_enabled());
+    }
+
+    #[test]
+    fn refused_segment_size_is_resent_plainly_and_remembered() {
+        // SO_NO_CHECK makes the kernel refuse GSO with EINVAL, as a segment above the
+        // route's MTU would.
+        let own = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let one: libc::c_int = 1;
+        // SAFETY: `one` is a live c_int and the length passed is its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                own.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_NO_CHECK,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        let receivers = [roomy_receiver("127.0.0.1:0").unwrap()];
+        let mut w =
+            UdpWriter::from_socket(OwnedFd::from(own), &[receivers[0].local_addr().unwrap()])
+                .unwrap();
+        assert!(w.gso_enabled());
+        let packets = heap_like_packets(1000, 1);
+        assert_eq!(
+            write_and_collect(&mut w, &packets, &receivers),
+            expected(&packets, 1)
+        );
+        // Only the first run of 1000-byte packets was tried with GSO (and refused); the
+        // others went out singly, and smaller segments may still be tried.
+        assert_eq!((w.gso.sent, w.gso.refused), (0, 1));
+        assert!(w.gso_enabled());
+        let smaller = vec![(vec![1u8; 999], 0), (vec![2u8; 999], 0)];
+        assert_eq!(
+            write_and_collect(&mut w, &smaller, &receivers),
+            expected(&smaller, 1)
+        );
+        assert_eq!((w.gso.sent, w.gso.refused), (0, 2));
+    }
+
+    #[test]
+    fn device_refusal_turns_gso_off() {
+        // UDP-Lite sockets accept the GSO option but every GSO send fails with EIO, as on
+        // a device without checksum offload.
+        const UDPLITE: i32 = 136;
+        let lite = || -> Option<Socket> {
+            let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::from(UDPLITE))).ok()?;
+            s.bind(&SockAddr::from(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))))
+                .unwrap();
+            Some(s)
+        };
+        let (Some(own), Some(r)) = (lite(), lite()) else {
+            eprintln!("no UDP-Lite in this kernel; skipped");
+            return;
+        };
+        let r = UdpSocket::from(r);
+        r.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut w = UdpWriter::from_socket(own.into(), &[r.local_addr().unwrap()]).unwrap();
+        assert!(w.gso_enabled());
+        let packets = heap_like_packets(1000, 1);
+        let receivers = [r];
+        assert_eq!(
+            write_and_collect(&mut w, &packets, &receivers),
+            expected(&packets, 1)
+        );
+        assert!(!w.gso_enabled());
+        assert_eq!((w.gso.sent, w.gso.refused), (0, 1));
+    }
+
+    /// Every datagram that arrives at `r` until it has been quiet for a while.
+    fn drain(r: &UdpSocket) -> Vec<Vec<u8>> {
+        let mut buf = vec![0u8; 65536];
+        let mut got = Vec::new();
+        r.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        while let Ok(n) = r.recv(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+        got
+    }
+
+    /// Heaps sent through a stream arrive as the same datagrams with GSO as without.
+    #[test]
+    fn stream_heaps_arrive_as_the_same_datagrams() {
+        use crate::protocol::Flavour;
+        use crate::send::group::GroupMode;
+        use crate::send::heap::SendHeap;
+        use crate::send::stream::{HeapRef, Stream, StreamConfig};
+        use std::sync::Arc;
+
+        let heap = |len: usize, seed: usize| {
+            let mut heap = SendHeap::new(Flavour::default());
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + seed) as u8).collect();
+            heap.add_item(0x1000, Arc::new(data), false);
+            heap.add_item(0x1001, Arc::new(vec![seed as u8; 3]), false);
+            HeapRef {
+                substream_index: seed % 2,
+                ..HeapRef::new(Arc::new(heap))
+            }
+        };
+        let group: Vec<HeapRef> = [60_000, 3000, 1, 14_000, 1472 * 5, 30_000]
+            .iter()
+            .enumerate()
+            .map(|(seed, &len)| heap(len, seed))
+            .collect();
+        let mut results = Vec::new();
+        for (use_gso, max_packet_size) in [(true, 1472), (false, 1472), (true, 8972), (false, 8972)]
+        {
+            let receivers: Vec<UdpSocket> = (0..2)
+                .map(|_| roomy_receiver("127.0.0.1:0").unwrap())
+                .collect();
+            let endpoints: Vec<SocketAddr> =
+                receivers.iter().map(|r| r.local_addr().unwrap()).collect();
+            let mode = UdpMode::Unicast {
+                interface_address: None,
+            };
+            let mut writer = UdpWriter::new(&endpoints, 1 << 20, mode).unwrap();
+            if !use_gso {
+                writer.disable_gso();
+            }
+            let config = StreamConfig {
+                max_packet_size,
+                max_heaps: group.len(),
+                ..StreamConfig::default()
+            };
+            let stream = Stream::new(config, Box::new(writer)).unwrap();
+            for mode in [GroupMode::Serial, GroupMode::RoundRobin] {
+                stream.send_heaps(&group, mode).unwrap().wait().unwrap();
+            }
+            drop(stream);
+            let got: Vec<Vec<Vec<u8>>> = receivers.iter().map(drain).collect();
+            results.push(got);
+        }
+        assert_eq!(results[0], results[1]);
+        assert_eq!(results[2], results[3]);
+        // 2 x 6 heaps; the 60 kB heap alone makes 42 packets of 1472 bytes.
+        assert!(results[1][0].len() > 84, "{}", results[1][0].len());
+        assert!(results[1][0].iter().all(|d| d.len() <= 1472));
+        assert!(results[1][0].iter().filter(|d| d.len() == 1472).count() > 80);
+        let lens: Vec<usize> = results[3][0].iter().map(Vec::len).collect();
+        assert!(
+            lens.iter().filter(|&&l| l > 8900 && l <= 8972).count() >= 10,
+            "{lens:?}"
+        );
     }
 }
