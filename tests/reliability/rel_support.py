@@ -465,8 +465,12 @@ class Proxy:
 
 
 def ours_python() -> tuple[str, dict[str, str]]:
-    """Interpreter and environment that import our spead2 (and the gateway)."""
-    return sys.executable, daemon_env()
+    """Interpreter and environment that import our spead2 (and the gateway).
+
+    UDP GSO is off (``SPEAD2_UDP_GSO=0``): the faults here are injected per packet by tc on
+    the sending side of loopback, which sees a GSO message as one packet, and the kernel's
+    socket drop counter counts such a message once."""
+    return sys.executable, {**daemon_env(), "SPEAD2_UDP_GSO": "0"}
 
 
 def peer_python(peer: Any) -> tuple[str, dict[str, str]]:

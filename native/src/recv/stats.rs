@@ -164,10 +164,13 @@ pub enum DropReason {
     AfterStop,
     /// An incomplete heap discarded because the ring only takes contiguous heaps.
     IncompleteHeap,
+    /// Datagrams the kernel discarded because the socket's receive buffer was full
+    /// (`SO_RXQ_OVFL`): the reader fell behind.
+    SocketOverflow,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 23] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::Decode(DecodeError::TooShort),
         DropReason::Decode(DecodeError::BadMagic),
         DropReason::Decode(DecodeError::BadFlavour),
@@ -191,6 +194,7 @@ impl DropReason {
         DropReason::AllocationFailed,
         DropReason::AfterStop,
         DropReason::IncompleteHeap,
+        DropReason::SocketOverflow,
     ];
 
     pub fn index(self) -> usize {
@@ -218,6 +222,7 @@ impl DropReason {
             DropReason::AllocationFailed => "allocation_failed",
             DropReason::AfterStop => "after_stop",
             DropReason::IncompleteHeap => "incomplete_heap",
+            DropReason::SocketOverflow => "socket_overflow",
         }
     }
 }
@@ -230,7 +235,11 @@ pub struct DropCounts {
 
 impl DropCounts {
     pub fn add(&mut self, reason: DropReason) {
-        self.counts[reason.index()] += 1;
+        self.add_n(reason, 1);
+    }
+
+    pub fn add_n(&mut self, reason: DropReason, n: u64) {
+        self.counts[reason.index()] += n;
     }
 
     pub fn get(&self, reason: DropReason) -> u64 {

@@ -353,6 +353,11 @@ impl Batch<'_> {
         self.drops.add(reason);
     }
 
+    /// Counts `n` packets lost before the reader saw them (e.g. by the kernel).
+    pub fn drop_packets(&mut self, reason: DropReason, n: u64) {
+        self.drops.add_n(reason, n);
+    }
+
     fn add_parsed(&mut self, packet: &PacketHeader<'_>) {
         if self.is_stopped() {
             return;

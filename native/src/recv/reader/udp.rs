@@ -2,6 +2,7 @@
 //! UDP GRO (receive coalescing) on the sockets it creates where the kernel has it.
 
 mod gro;
+mod overflow;
 mod slots;
 
 use std::io;
@@ -45,6 +46,7 @@ pub fn bind(
     }
     set_receive_buffer(&socket, buffer_size)?;
     gro::enable(&socket);
+    overflow::enable(&socket);
     socket.bind(&addr.into())?;
     match (addr.ip(), multicast) {
         (IpAddr::V4(group), Some(Multicast::V4 { interface })) => {
@@ -95,21 +97,24 @@ pub struct UdpReader {
     socket: mio::net::UdpSocket,
     max_size: usize,
     slots: Slots,
+    drops: overflow::DropTracker,
 }
 
 impl UdpReader {
     /// Reads from `socket`. If the socket has UDP GRO on (as `bind` leaves it where the
-    /// kernel can, or as the caller set it), coalesced datagrams are split back up.
+    /// kernel can, or as the caller set it), coalesced datagrams are split back up; if it
+    /// reports its drop counter (`SO_RXQ_OVFL`, likewise), kernel drops are counted.
     pub fn new(shared: Arc<StreamShared>, socket: Socket, max_size: usize) -> io::Result<Self> {
         socket.set_nonblocking(true)?;
         let gro = gro::is_enabled(&socket);
-        let slots = Slots::new(max_size, gro);
+        let slots = Slots::new(max_size, gro, overflow::is_enabled(&socket));
         let socket = mio::net::UdpSocket::from_std(socket.into());
         Ok(UdpReader {
             shared,
             socket,
             max_size,
             slots,
+            drops: overflow::DropTracker::default(),
         })
     }
 
@@ -179,7 +184,14 @@ impl Reader for UdpReader {
             };
             let mut batch = self.shared.batch();
             for i in 0..n {
-                if !self.deliver(&mut batch, &self.slots.received(i)) {
+                let received = self.slots.received(i);
+                if let Some(reading) = received.overflow {
+                    let dropped = self.drops.advance(reading);
+                    if dropped > 0 {
+                        batch.drop_packets(DropReason::SocketOverflow, dropped);
+                    }
+                }
+                if !self.deliver(&mut batch, &received) {
                     return Progress::Done;
                 }
             }
@@ -263,7 +275,7 @@ mod tests {
         let socket = bind(local(), 1 << 20, None).unwrap();
         assert!(gro::is_enabled(&socket));
         socket.set_nonblocking(true).unwrap();
-        let mut slots = Slots::new(DEFAULT_MAX_SIZE, true);
+        let mut slots = Slots::new(DEFAULT_MAX_SIZE, true, true);
         let addr = socket.local_addr().unwrap().as_socket().unwrap();
         let mut packets: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 1000]).collect();
         packets.push(vec![10; 300]);
@@ -284,7 +296,7 @@ mod tests {
         plain.bind(&local().into()).unwrap();
         plain.set_nonblocking(true).unwrap();
         let addr = plain.local_addr().unwrap().as_socket().unwrap();
-        let mut slots = Slots::new(DEFAULT_MAX_SIZE, false);
+        let mut slots = Slots::new(DEFAULT_MAX_SIZE, false, false);
         let packets: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 1000]).collect();
         write(&mut writer_to(addr, true), &packets);
         // The kernel splits GSO sends for sockets without GRO.
@@ -373,5 +385,37 @@ mod tests {
         assert_eq!(too_large(), 6);
         // The three others were not SPEAD packets: dropped, but not as too large.
         assert_eq!(stream.drop_counts().total(), 9);
+    }
+
+    #[test]
+    fn kernel_drops_are_counted_as_socket_overflow() {
+        let pool = ThreadPool::new(1, &[]).unwrap();
+        let stream = Stream::new(pool, StreamConfig::default(), RingConfig::default()).unwrap();
+        // A small buffer that nothing reads yet: most of the burst is dropped by the kernel.
+        let socket = bind(local(), 16 << 10, None).unwrap();
+        let addr = socket.local_addr().unwrap().as_socket().unwrap();
+        let sender = std::net::UdpSocket::bind(local()).unwrap();
+        let garbage = [0u8; 1000];
+        let sent = 2000;
+        for _ in 0..sent {
+            sender.send_to(&garbage, addr).unwrap();
+        }
+        let reader = UdpReader::new(stream.shared().clone(), socket, DEFAULT_MAX_SIZE).unwrap();
+        stream.add_reader(Box::new(reader)).unwrap();
+        // Every datagram is either read (and dropped as not SPEAD) or counted as overflow;
+        // wait until they add up (a late datagram carries the final counter).
+        let overflow = || stream.drop_counts().get(DropReason::SocketOverflow);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while stream.drop_counts().total() < sent + 1 && std::time::Instant::now() < deadline {
+            sender.send_to(&garbage, addr).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let counts = stream.drop_counts();
+        assert!(overflow() > 0, "nothing overflowed: {counts:?}");
+        assert!(overflow() < sent, "{counts:?}");
+        let read = counts.total() - overflow();
+        // Datagrams sent = read + dropped by the kernel (the extra probes included).
+        let probes = read + overflow() - sent;
+        assert!(probes >= 1, "{counts:?}");
     }
 }

@@ -1,6 +1,7 @@
 //! UDP generic receive offload (GRO): with the `UDP_GRO` socket option on, the kernel may
 //! hand over several datagrams of one flow at once, all of one size but a possibly shorter
-//! last one, and says so in a `UDP_GRO` control message giving that size.
+//! last one, and says so in a `UDP_GRO` control message giving that size. Also the control
+//! buffer, integer socket options and the control-message walker, which `overflow` shares.
 
 use std::io;
 use std::mem;
@@ -42,7 +43,8 @@ const _: () = assert!(ALIGN.is_power_of_two());
 /// came a few releases after setting), so that `is_enabled` tells the reader reliably
 /// whether to split. Returns whether it is on.
 pub(super) fn enable(socket: &Socket) -> bool {
-    let result = get_option(socket).and_then(|_| set_option(socket, 1));
+    let result = get_option(socket, libc::SOL_UDP, libc::UDP_GRO)
+        .and_then(|_| set_option(socket, libc::SOL_UDP, libc::UDP_GRO, 1));
     if let Err(e) = &result {
         log::debug!("UDP GRO not available ({e}); receiving one datagram at a time");
     }
@@ -51,10 +53,15 @@ pub(super) fn enable(socket: &Socket) -> bool {
 
 /// Whether the socket has UDP GRO on (false where the kernel cannot say).
 pub(super) fn is_enabled(socket: &Socket) -> bool {
-    matches!(get_option(socket), Ok(value) if value != 0)
+    matches!(get_option(socket, libc::SOL_UDP, libc::UDP_GRO), Ok(value) if value != 0)
 }
 
-fn get_option(socket: &Socket) -> io::Result<libc::c_int> {
+/// An integer socket option.
+pub(super) fn get_option(
+    socket: &Socket,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<libc::c_int> {
     let mut value: libc::c_int = 0;
     let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `value` and `len` are live locals; `len` tells the kernel how many bytes it
@@ -62,8 +69,8 @@ fn get_option(socket: &Socket) -> io::Result<libc::c_int> {
     let rc = unsafe {
         libc::getsockopt(
             socket.as_raw_fd(),
-            libc::SOL_UDP,
-            libc::UDP_GRO,
+            level,
+            name,
             (&mut value as *mut libc::c_int).cast(),
             &mut len,
         )
@@ -75,14 +82,20 @@ fn get_option(socket: &Socket) -> io::Result<libc::c_int> {
     }
 }
 
-fn set_option(socket: &Socket, value: libc::c_int) -> io::Result<()> {
+/// Sets an integer socket option.
+pub(super) fn set_option(
+    socket: &Socket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: `value` is a live local and the length passed is its size; the kernel only
     // reads it.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::SOL_UDP,
-            libc::UDP_GRO,
+            level,
+            name,
             (&value as *const libc::c_int).cast(),
             mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
@@ -98,6 +111,15 @@ fn set_option(socket: &Socket, value: libc::c_int) -> io::Result<()> {
 /// `UDP_GRO` message with a positive size. Every length is checked against `control`, so
 /// any bytes at all give an answer.
 pub(super) fn segment_size(control: &[u8]) -> Option<usize> {
+    let data = find(control, libc::SOL_UDP, libc::UDP_GRO)?;
+    let bytes = data.get(..mem::size_of::<libc::c_int>())?;
+    let size = libc::c_int::from_ne_bytes(bytes.try_into().ok()?);
+    usize::try_from(size).ok().filter(|&s| s > 0)
+}
+
+/// The data of the first control message of `level` and `kind` in `control`. Every length
+/// is checked against `control`, so any bytes at all give an answer.
+pub(super) fn find(control: &[u8], level: libc::c_int, kind: libc::c_int) -> Option<&[u8]> {
     let mut offset = 0;
     loop {
         let rest = control.get(offset..)?;
@@ -111,10 +133,8 @@ pub(super) fn segment_size(control: &[u8]) -> Option<usize> {
         #[allow(clippy::unnecessary_cast)]
         let len = header.cmsg_len as usize;
         let data = rest.get(DATA_OFFSET..len)?;
-        if header.cmsg_level == libc::SOL_UDP && header.cmsg_type == libc::UDP_GRO {
-            let bytes = data.get(..mem::size_of::<libc::c_int>())?;
-            let size = libc::c_int::from_ne_bytes(bytes.try_into().ok()?);
-            return usize::try_from(size).ok().filter(|&s| s > 0);
+        if header.cmsg_level == level && header.cmsg_type == kind {
+            return Some(data);
         }
         // len >= DATA_OFFSET > 0 here, so the walk always moves on.
         offset = offset.checked_add(len.checked_next_multiple_of(ALIGN)?)?;
@@ -122,11 +142,11 @@ pub(super) fn segment_size(control: &[u8]) -> Option<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// Control data with messages of (level, type, data), laid out as the kernel does.
-    fn control(messages: &[(i32, i32, &[u8])]) -> Vec<u8> {
+    pub(in crate::recv::reader::udp) fn control(messages: &[(i32, i32, &[u8])]) -> Vec<u8> {
         let mut out = Vec::new();
         for &(level, kind, data) in messages {
             // SAFETY: cmsghdr is plain integers; all-zero is a valid value.

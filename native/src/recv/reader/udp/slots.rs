@@ -6,6 +6,7 @@ use std::os::fd::RawFd;
 use std::ptr;
 
 use super::gro::{self, ControlBuf};
+use super::overflow;
 
 /// Datagrams per recvmmsg call without GRO.
 const BATCH: usize = 64;
@@ -24,6 +25,8 @@ pub(super) struct Received<'a> {
     pub segment: Option<usize>,
     /// The kernel cut the datagram to the slot size.
     pub truncated: bool,
+    /// The socket's drop counter when this datagram was queued (`SO_RXQ_OVFL`).
+    pub overflow: Option<u32>,
 }
 
 pub(super) struct Slots {
@@ -32,7 +35,7 @@ pub(super) struct Slots {
     slot_len: usize,
     gro: bool,
     iovecs: Vec<libc::iovec>,
-    /// One per slot with GRO, none without.
+    /// One per slot if the socket sends control messages (GRO, drop counter), else none.
     controls: Vec<ControlBuf>,
     headers: Vec<libc::mmsghdr>,
 }
@@ -44,8 +47,8 @@ unsafe impl Send for Slots {}
 
 impl Slots {
     /// Slots for datagrams up to `max_size` bytes (one byte more, so larger ones show as
-    /// truncated), or for GRO super-datagrams.
-    pub fn new(max_size: usize, gro: bool) -> Slots {
+    /// truncated), or for GRO super-datagrams; with control buffers if `gro` or `control`.
+    pub fn new(max_size: usize, gro: bool, control: bool) -> Slots {
         let (count, slot_len) = if gro {
             (GRO_BATCH, MAX_SLOT)
         } else {
@@ -59,7 +62,7 @@ impl Slots {
             slot_len,
             gro,
             iovecs: vec![iovec; count],
-            controls: if gro {
+            controls: if gro || control {
                 vec![ControlBuf::ZERO; count]
             } else {
                 Vec::new()
@@ -83,10 +86,10 @@ impl Slots {
         let iovecs = self.iovecs.as_mut_ptr();
         let controls = self.controls.as_mut_ptr();
         for (i, header) in self.headers.iter_mut().enumerate() {
-            // In bounds: `iovecs` (and `controls` with GRO) has one entry per header.
+            // In bounds: `iovecs` (and `controls`, if any) has one entry per header.
             header.msg_hdr.msg_iov = iovecs.wrapping_add(i);
             header.msg_hdr.msg_iovlen = 1;
-            if self.gro {
+            if !self.controls.is_empty() {
                 header.msg_hdr.msg_control = controls.wrapping_add(i).cast();
                 header.msg_hdr.msg_controllen = std::mem::size_of::<ControlBuf>() as _;
             } else {
@@ -97,7 +100,7 @@ impl Slots {
             header.msg_len = 0;
         }
         // SAFETY: each header points at its own iovec, which points at its own `slot_len`
-        // bytes of `storage`, and (with GRO) at its own control buffer of the stated
+        // bytes of `storage`, and (if any) at its own control buffer of the stated
         // length, all aligned and alive for the call; the kernel writes at most that much
         // into each and at most `headers.len()` headers.
         let n = unsafe {
@@ -122,27 +125,33 @@ impl Slots {
                 data: &[],
                 segment: None,
                 truncated: false,
+                overflow: None,
             };
         };
         let start = i * self.slot_len;
         let len = (header.msg_len as usize).min(self.slot_len);
         let data = self.storage.get(start..start + len).unwrap_or_default();
         let truncated = header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-        let segment = match self.controls.get(i) {
-            Some(control) if self.gro => {
+        let control: &[u8] = match self.controls.get(i) {
+            Some(control) => {
                 #[allow(clippy::unnecessary_cast)] // socklen_t on musl
                 let used = (header.msg_hdr.msg_controllen as usize).min(control.bytes.len());
                 if header.msg_hdr.msg_flags & libc::MSG_CTRUNC != 0 {
                     log::debug!("UDP control data truncated; a GRO segment size may be lost");
                 }
-                gro::segment_size(&control.bytes[..used])
+                &control.bytes[..used]
             }
-            _ => None,
+            None => &[],
         };
         Received {
             data,
-            segment,
+            segment: if self.gro {
+                gro::segment_size(control)
+            } else {
+                None
+            },
             truncated,
+            overflow: overflow::count(control),
         }
     }
 }
@@ -153,12 +162,14 @@ mod tests {
 
     #[test]
     fn slots_are_sized_for_gro_only_when_on() {
-        let plain = Slots::new(9200, false);
+        let plain = Slots::new(9200, false, false);
         assert_eq!(plain.storage.len(), 64 * (9200 + 1));
-        let gro = Slots::new(9200, true);
+        assert!(plain.controls.is_empty());
+        assert_eq!(Slots::new(9200, false, true).controls.len(), 64);
+        let gro = Slots::new(9200, true, false);
         assert_eq!(gro.storage.len(), 32 * 65_536);
         // max_size beyond any datagram is not allocated 64 times over.
-        let huge = Slots::new(1 << 30, false);
+        let huge = Slots::new(1 << 30, false, false);
         assert_eq!(huge.storage.len(), 64 * 65_536);
     }
 }

@@ -97,13 +97,27 @@ pub(super) struct GsoState {
     pub refused: u64,
 }
 
+/// Setting this to `0` turns GSO off for writers created afterwards. Per-packet tools
+/// between sender and wire (tc filters and policers on the sending host, which see a
+/// coalesced message as one packet) then see every packet.
+pub const DISABLE_VAR: &str = "SPEAD2_UDP_GSO";
+
+fn allowed_by_environment() -> bool {
+    std::env::var_os(DISABLE_VAR).is_none_or(|v| v != "0")
+}
+
 impl GsoState {
     pub fn new(socket: &Socket, endpoints: &[SocketAddr]) -> GsoState {
-        let enabled = match segment_option(socket) {
-            Ok(_) => true,
-            Err(e) => {
-                log::debug!("UDP GSO not available ({e}); sending one datagram per packet");
-                false
+        let enabled = if !allowed_by_environment() {
+            log::debug!("{DISABLE_VAR}=0: sending one datagram per packet");
+            false
+        } else {
+            match segment_option(socket) {
+                Ok(_) => true,
+                Err(e) => {
+                    log::debug!("UDP GSO not available ({e}); sending one datagram per packet");
+                    false
+                }
             }
         };
         let max_payload = if endpoints.iter().any(SocketAddr::is_ipv6) {
