@@ -1047,7 +1047,23 @@ def _accepted_id(metadata: Any) -> int | None:
     return None if value is None else int(value)
 
 
-class ReconnectingSubscription(Subscription):
+class _ReconnectState:
+    """What both reconnecting subscriptions report about their :class:`_Reconnector`."""
+
+    _reconnector: _Reconnector
+
+    @property
+    def connected(self) -> bool:
+        """True while a call is in place (accepted by the gateway and not broken)."""
+        return self._reconnector.connected
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the subscription got back after its call broke."""
+        return self._reconnector.reconnects
+
+
+class ReconnectingSubscription(_ReconnectState, Subscription):
     """A :class:`Subscription` that calls ``Subscribe`` again when its call breaks.
 
     From ``subscribe(..., reconnect=True)`` (or a :class:`ReconnectPolicy`). Errors outside the
@@ -1062,16 +1078,6 @@ class ReconnectingSubscription(Subscription):
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         super().__init__(start(reconnector.call_timeout()))
-
-    @property
-    def connected(self) -> bool:
-        """True while a call is in place (accepted by the gateway and not broken)."""
-        return self._reconnector.connected
-
-    @property
-    def reconnects(self) -> int:
-        """How many times the subscription got back after its call broke."""
-        return self._reconnector.reconnects
 
     def __iter__(self) -> Iterator[ReceivedHeap]:
         r = self._reconnector
@@ -1296,7 +1302,7 @@ class AsyncSubscription:
         self._call.cancel()
 
 
-class AsyncReconnectingSubscription(AsyncSubscription):
+class AsyncReconnectingSubscription(_ReconnectState, AsyncSubscription):
     """The asyncio :class:`ReconnectingSubscription` (``subscribe(..., reconnect=...)``)."""
 
     def __init__(self, start: Callable[[float | None], Any], reconnector: _Reconnector) -> None:
@@ -1304,16 +1310,6 @@ class AsyncReconnectingSubscription(AsyncSubscription):
         self._reconnector = reconnector
         self._stopped = asyncio.Event()
         super().__init__(start(reconnector.call_timeout()))
-
-    @property
-    def connected(self) -> bool:
-        """True while a call is in place (accepted by the gateway and not broken)."""
-        return self._reconnector.connected
-
-    @property
-    def reconnects(self) -> int:
-        """How many times the subscription got back after its call broke."""
-        return self._reconnector.reconnects
 
     async def __aiter__(self) -> AsyncIterator[ReceivedHeap]:
         r = self._reconnector
