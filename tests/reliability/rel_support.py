@@ -464,6 +464,28 @@ class Proxy:
 # Helper processes
 
 
+def daemon_config(port: int, *, queue_depth: int = 1024, server: str = "", stream: str = "") -> str:
+    """A daemon config for these tests: gRPC and metrics on free loopback ports, one UDP
+    receive stream ``rx`` on ``port``; ``server`` and ``stream`` are extra TOML lines for the
+    ``[server]`` section and the stream's table (sub-tables may follow the stream's lines)."""
+    return f"""
+[server]
+listen = "127.0.0.1:0"
+grace_period = 2.0
+{server}
+[metrics]
+listen = "127.0.0.1:0"
+
+[subscribe]
+default_queue_depth = {queue_depth}
+
+[[receive.streams]]
+name = "rx"
+transport = "udp"
+port = {port}
+{stream}"""
+
+
 def ours_python() -> tuple[str, dict[str, str]]:
     """Interpreter and environment that import our spead2 (and the gateway).
 

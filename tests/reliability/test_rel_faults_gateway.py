@@ -29,6 +29,7 @@ from rel_support import (
     JsonProcess,
     Proxy,
     ProxyRecord,
+    daemon_config,
     daemon_in,
     data_packet_offsets,
     in_netns,
@@ -67,27 +68,15 @@ DROP_REASONS = ("duplicate", "out_of_order", "incomplete_heap", "after_stop")
 
 
 def _config(allow_out_of_order: bool = False) -> str:
-    return f"""
-[server]
-listen = "127.0.0.1:0"
-grace_period = 2.0
-
-[metrics]
-listen = "127.0.0.1:0"
-
-[subscribe]
-default_queue_depth = 1024
-
-[[receive.streams]]
-name = "rx"
-transport = "udp"
-host = "127.0.0.1"
-port = {PORT}
+    return daemon_config(
+        PORT,
+        stream=f"""host = "127.0.0.1"
 max_heaps = {MAX_HEAPS}
 ring_heaps = 64
 contiguous_only = false
 allow_out_of_order = {str(allow_out_of_order).lower()}
-"""
+""",
+    )
 
 
 @contextlib.contextmanager

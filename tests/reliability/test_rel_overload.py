@@ -32,6 +32,7 @@ import pytest
 from gateway_harness import Daemon, wait_subscribers, wait_until
 from rel_payload import payload
 from rel_support import (
+    daemon_config,
     metric,
     metric_or_zero,
     ours_python,
@@ -59,22 +60,10 @@ ALLOWANCE = 64 * MiB
 
 
 def _config(port: int) -> str:
-    return f"""
-[server]
-listen = "127.0.0.1:0"
-grace_period = 2.0
-
-[metrics]
-listen = "127.0.0.1:0"
-
-[subscribe]
-default_queue_depth = {FAST_DEPTH}
-
-[[receive.streams]]
-name = "rx"
-transport = "udp"
-port = {port}
-max_heaps = {MAX_HEAPS}
+    return daemon_config(
+        port,
+        queue_depth=FAST_DEPTH,
+        stream=f"""max_heaps = {MAX_HEAPS}
 ring_heaps = {RING_HEAPS}
 
 [receive.streams.memory_pool]
@@ -82,7 +71,8 @@ lower = 0
 upper = {2 * SIZE}
 max_free = {POOL_MAX_FREE}
 initial = {POOL_MAX_FREE}
-"""
+""",
+    )
 
 
 def memory_bound(baseline: int) -> int:

@@ -26,6 +26,7 @@ from gateway_harness import Daemon, collect, metric_value, wait_subscribers, wai
 from rel_payload import payload
 from rel_support import (
     LiveReceiver,
+    daemon_config,
     metric,
     ours_python,
     peer_python,
@@ -46,25 +47,13 @@ MAX_HEAPS = 4
 
 
 def _config(port: int) -> str:
-    return f"""
-[server]
-listen = "127.0.0.1:0"
-grace_period = 2.0
-
-[metrics]
-listen = "127.0.0.1:0"
-
-[subscribe]
-default_queue_depth = 1024
-
-[[receive.streams]]
-name = "rx"
-transport = "udp"
-port = {port}
-max_heaps = {MAX_HEAPS}
+    return daemon_config(
+        port,
+        stream=f"""max_heaps = {MAX_HEAPS}
 ring_heaps = 64
 contiguous_only = false
-"""
+""",
+    )
 
 
 @pytest.fixture

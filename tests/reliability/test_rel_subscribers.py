@@ -25,6 +25,7 @@ from gateway_harness import Daemon, metric_value, wait_subscribers, wait_until
 from rel_payload import payload
 from rel_support import (
     JsonProcess,
+    daemon_config,
     metric,
     ours_python,
     report,
@@ -40,25 +41,12 @@ KEEPALIVE = 1.0
 
 
 def _config(port: int) -> str:
-    return f"""
-[server]
-listen = "127.0.0.1:0"
-grace_period = 2.0
-keepalive_time = {KEEPALIVE}
-keepalive_timeout = {KEEPALIVE}
-
-[metrics]
-listen = "127.0.0.1:0"
-
-[subscribe]
-default_queue_depth = 4096
-
-[[receive.streams]]
-name = "rx"
-transport = "udp"
-port = {port}
-ring_heaps = 64
-"""
+    return daemon_config(
+        port,
+        queue_depth=4096,
+        server=f"keepalive_time = {KEEPALIVE}\nkeepalive_timeout = {KEEPALIVE}\n",
+        stream="ring_heaps = 64\n",
+    )
 
 
 @pytest.fixture
