@@ -317,7 +317,7 @@ func (s *Subscription) reconnect(cause error) error {
 		call, cerr := s.client.openSubscribe(s.ctx, s.req)
 		if cerr == nil {
 			s.call, s.reasm = call, reassembler{}
-			s.retry.accepted(s.SubscriberID())
+			s.retry.accepted(s.SubscriberID(), s.instance())
 			return nil
 		}
 		if s.ctx.Err() != nil {
@@ -360,6 +360,14 @@ func (s *Subscription) SubscriberID() int { return headerInt(s.call.header, "x-s
 
 // Close ends the subscription.
 func (s *Subscription) Close() { s.cancel() }
+
+// instance is the daemon process's id from the call's header ("" if it sent none).
+func (s *Subscription) instance() string {
+	if values := s.call.header.Get("x-gateway-instance"); len(values) > 0 {
+		return values[0]
+	}
+	return ""
+}
 
 func headerInt(md metadata.MD, key string) int {
 	values := md.Get(key)
@@ -425,7 +433,7 @@ func (w *StatsWatch) Recv() (*pb.StatsUpdate, error) {
 			var update *pb.StatsUpdate
 			if update, err = w.stream.Recv(); err == nil {
 				if !w.retry.connected {
-					w.retry.accepted(0)
+					w.retry.accepted(0, "")
 				}
 				w.last = w.retry.take()
 				return update, nil

@@ -124,9 +124,10 @@ type Reconnect struct {
 	// previous one (0 for stats watches).
 	PreviousSubscriberID int
 	SubscriberID         int
-	// ServerRestarted is true when the gateway's subscriber ids started again (the new id
-	// is not larger than the previous one): the daemon was restarted. False does not prove
-	// the opposite (others may have subscribed to the new daemon first).
+	// ServerRestarted is true when the call reached a different daemon process (its
+	// x-gateway-instance id changed): the daemon was restarted; false for the same process.
+	// From a daemon that sends no instance id it is inferred from subscriber ids starting
+	// again, and false then proves nothing (others may have subscribed first).
 	ServerRestarted bool
 }
 
@@ -151,6 +152,7 @@ type retrier struct {
 	pending        *Reconnect
 	reconnects     int
 	subscriberID   int
+	instance       string
 	lastSequence   uint64
 	lastCnt        uint64
 }
@@ -159,19 +161,26 @@ func newRetrier(policy ReconnectPolicy) *retrier {
 	return &retrier{policy: policy, rand: rand.Float64, now: time.Now}
 }
 
-// accepted records that the gateway accepted a call.
-func (r *retrier) accepted(subscriberID int) {
+// accepted records that the gateway accepted a call; instance is the daemon process's id
+// (x-gateway-instance), empty if it sent none.
+func (r *retrier) accepted(subscriberID int, instance string) {
 	r.connected = true
 	o := r.outage
 	r.outage = nil
-	previous := r.subscriberID
-	r.subscriberID = subscriberID
+	previous, previousInstance := r.subscriberID, r.instance
+	r.subscriberID, r.instance = subscriberID, instance
 	if o == nil || !r.acceptedBefore {
 		r.acceptedBefore = true
 		return
 	}
 	now := r.now()
-	restarted := subscriberID != 0 && previous != 0 && subscriberID <= previous
+	var restarted bool
+	if instance != "" && previousInstance != "" {
+		restarted = instance != previousInstance
+	} else {
+		// A daemon without an instance id: its subscriber ids start again at 1.
+		restarted = subscriberID != 0 && previous != 0 && subscriberID <= previous
+	}
 	if r.pending != nil {
 		// Two outages without a heap in between: the next heap reports the latest, but
 		// must not hide that the daemon restarted during the first.

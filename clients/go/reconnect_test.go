@@ -431,7 +431,7 @@ func TestRetrierCountsAttemptsAndTime(t *testing.T) {
 	r.now = func() time.Time { return clock }
 	unavailable := status.Error(codes.Unavailable, "gone")
 
-	r.accepted(5)
+	r.accepted(5, "")
 	r.delivered(&Heap{Sequence: 9, Cnt: 77})
 	var delays []time.Duration
 	for {
@@ -450,12 +450,12 @@ func TestRetrierCountsAttemptsAndTime(t *testing.T) {
 	p.MaxAttempts = 0 // only MaxElapsed ends this one
 	r = newRetrier(p)
 	r.now = func() time.Time { return clock }
-	r.accepted(5)
+	r.accepted(5, "")
 	if _, ok := r.failed(status.Error(codes.Unauthenticated, "no")); ok {
 		t.Fatal("UNAUTHENTICATED retried")
 	}
 	start := clock
-	r.accepted(5)
+	r.accepted(5, "")
 	for {
 		d, ok := r.failed(unavailable)
 		if !ok {
@@ -469,9 +469,34 @@ func TestRetrierCountsAttemptsAndTime(t *testing.T) {
 	if clock.Sub(start) != 10*time.Second {
 		t.Fatalf("gave up after %v, want 10s", clock.Sub(start))
 	}
-	r.accepted(2)
+	r.accepted(2, "")
 	if r.pending == nil || r.pending.Downtime != 10*time.Second || !r.pending.ServerRestarted {
 		t.Fatalf("report %+v", r.pending)
+	}
+}
+
+// TestRetrierTrustsTheInstanceID: the daemon's instance id, when sent, decides whether it
+// restarted, whatever the subscriber ids say.
+func TestRetrierTrustsTheInstanceID(t *testing.T) {
+	unavailable := status.Error(codes.Unavailable, "gone")
+	for _, c := range []struct {
+		before, after string
+		ids           [2]int
+		restarted     bool
+	}{
+		{"a", "b", [2]int{1, 7}, true},  // a new process, though the id grew
+		{"a", "a", [2]int{7, 1}, false}, // the same process, though the id fell
+		{"", "", [2]int{7, 1}, true},    // no ids sent: inferred from the subscriber ids
+	} {
+		r := newRetrier(DefaultReconnectPolicy())
+		r.accepted(c.ids[0], c.before)
+		if _, ok := r.failed(unavailable); !ok {
+			t.Fatal("UNAVAILABLE not retried")
+		}
+		r.accepted(c.ids[1], c.after)
+		if r.pending == nil || r.pending.ServerRestarted != c.restarted {
+			t.Fatalf("%+v: report %+v", c, r.pending)
+		}
 	}
 }
 

@@ -126,9 +126,10 @@ class Reconnect:
     last_cnt: int | None = None  # the SPEAD heap counter of that heap
     previous_subscriber_id: int = 0
     subscriber_id: int = 0
-    # True when the gateway's subscriber ids started again (the new id is not larger than the
-    # previous one): the daemon was restarted. False does not prove the opposite (others may
-    # have subscribed to the new daemon first). None for stats watches.
+    # True when the call reached a different daemon process (its x-gateway-instance id
+    # changed): the daemon was restarted; False for the same process. From a daemon that sends
+    # no instance id, inferred from subscriber ids starting again (then False proves nothing).
+    # None for stats watches.
     server_restarted: bool | None = None
 
 
@@ -776,6 +777,7 @@ class _Reconnector:
         self._outage: _Outage | None = None
         self._pending: Reconnect | None = None
         self._subscriber_id = 0
+        self._instance = ""
         self._last_sequence = 0
         self._last_cnt: int | None = None
 
@@ -785,17 +787,22 @@ class _Reconnector:
             return None
         return max(self.deadline - time.monotonic(), 0.0)
 
-    def accepted(self, subscriber_id: int) -> None:
-        """The gateway accepted a call (sent its initial metadata or a first message)."""
+    def accepted(self, subscriber_id: int, instance: str = "") -> None:
+        """The gateway accepted a call (sent its initial metadata or a first message);
+        ``instance`` is the daemon process's id, if it sent one."""
         self.connected = True
         outage, self._outage = self._outage, None
         previous = self._subscriber_id
+        previous_instance, self._instance = self._instance, instance
         self._subscriber_id = subscriber_id
         if outage is None or not self._accepted_before:
             self._accepted_before = True
             return
         restarted = None
-        if subscriber_id and previous:
+        if instance and previous_instance:
+            restarted = instance != previous_instance
+        elif subscriber_id and previous:
+            # An older daemon without an instance id: its subscriber ids start again at 1.
             restarted = subscriber_id <= previous
         if restarted is not None and self._pending is not None:
             # Two outages without a heap in between: the next heap reports the latest, but
@@ -1041,10 +1048,12 @@ class Subscription:
         self.cancel()
 
 
-def _accepted_id(metadata: Any) -> int | None:
-    """The subscriber id in a call's initial metadata; None if the call never started."""
-    value = dict(metadata or ()).get("x-subscriber-id")
-    return None if value is None else int(value)
+def _acceptance(metadata: Any) -> tuple[int, str] | None:
+    """The subscriber id and daemon instance in a call's initial metadata; None if the call
+    never started."""
+    values = dict(metadata or ())
+    value = values.get("x-subscriber-id")
+    return None if value is None else (int(value), values.get("x-gateway-instance", ""))
 
 
 class _ReconnectState:
@@ -1084,9 +1093,9 @@ class ReconnectingSubscription(_ReconnectState, Subscription):
         while not self._stopped.is_set():
             call = self._call
             try:
-                accepted = _accepted_id(call.initial_metadata())
+                accepted = _acceptance(call.initial_metadata())
                 if accepted is not None:
-                    r.accepted(accepted)
+                    r.accepted(*accepted)
                 reassembler = Reassembler()
                 for message in call:
                     if not r.connected:  # a gateway that sends no subscriber id
@@ -1316,9 +1325,9 @@ class AsyncReconnectingSubscription(_ReconnectState, AsyncSubscription):
         while not self._stopped.is_set():
             call = self._call
             try:
-                accepted = _accepted_id(await call.initial_metadata())
+                accepted = _acceptance(await call.initial_metadata())
                 if accepted is not None:
-                    r.accepted(accepted)
+                    r.accepted(*accepted)
                 reassembler = Reassembler()
                 async for message in call:
                     if not r.connected:  # a gateway that sends no subscriber id

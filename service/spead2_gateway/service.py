@@ -9,6 +9,7 @@ ordinary protobuf (de)serialisers.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,9 @@ class GatewayServicer:
         self.limits = limits
         self.grace_period = grace_period
         self.closing = asyncio.Event()
+        # Told to every subscriber, so a reconnecting client knows for certain whether it
+        # reached the same daemon process or a restarted one.
+        self.instance = uuid.uuid4().hex
 
     # Lookup ----------------------------------------------------------------------------
 
@@ -148,7 +152,11 @@ class GatewayServicer:
         )
         try:
             await context.send_initial_metadata(
-                (("x-queue-depth", str(depth)), ("x-subscriber-id", str(sub.id)))
+                (
+                    ("x-queue-depth", str(depth)),
+                    ("x-subscriber-id", str(sub.id)),
+                    ("x-gateway-instance", self.instance),
+                )
             )
             while True:
                 try:

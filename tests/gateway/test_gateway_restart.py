@@ -43,6 +43,7 @@ from spead2_gateway.client import (
     ReconnectingSubscription,
     ReconnectPolicy,
     StatsUpdate,
+    _Reconnector,
 )
 from util.ports import free_tcp_port, free_udp_port
 
@@ -469,6 +470,33 @@ def test_cancel_ends_a_backoff_wait(caplog: pytest.LogCaptureFixture, mode: str)
             "the first call to fail",
         )
         assert consumer.finish() == []
+
+
+class _Unavailable(grpc.RpcError):
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self) -> str:
+        return "gone"
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "ids", "restarted"),
+    [
+        ("a", "b", (1, 7), True),  # a new daemon process, though the id grew
+        ("a", "a", (7, 1), False),  # the same process, though the id fell
+        ("", "", (7, 1), True),  # no instance ids: inferred from subscriber ids
+    ],
+)
+def test_the_daemon_instance_id_decides_server_restarted(
+    before: str, after: str, ids: tuple[int, int], restarted: bool
+) -> None:
+    r = _Reconnector(POLICY, None, "test", None)
+    r.accepted(ids[0], before)
+    assert r.failed(_Unavailable()) is not None
+    r.accepted(ids[1], after)
+    report = r.take_report()
+    assert report is not None and report.server_restarted is restarted
 
 
 def test_backoff_grows_to_its_cap_with_bounded_jitter() -> None:
