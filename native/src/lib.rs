@@ -8,6 +8,7 @@ pub mod memory;
 pub mod protocol;
 pub mod recv;
 pub mod send;
+pub mod sockopt;
 pub mod thread_pool;
 
 #[cfg(feature = "python")]

@@ -3,12 +3,12 @@
 //! last one, and says so in a `UDP_GRO` control message giving that size. Also the control
 //! buffer, integer socket options and the control-message walker, which `overflow` shares.
 
-use std::io;
 use std::mem;
-use std::os::fd::AsRawFd;
 use std::ptr;
 
 use socket2::Socket;
+
+use crate::sockopt;
 
 /// Bytes of control data per datagram: the GRO message (24 bytes on 64-bit Linux) with room
 /// for others a caller's socket may have asked for (timestamps take up to 64 bytes), so the
@@ -43,8 +43,8 @@ const _: () = assert!(ALIGN.is_power_of_two());
 /// came a few releases after setting), so that `is_enabled` tells the reader reliably
 /// whether to split. Returns whether it is on.
 pub(super) fn enable(socket: &Socket) -> bool {
-    let result = get_option(socket, libc::SOL_UDP, libc::UDP_GRO)
-        .and_then(|_| set_option(socket, libc::SOL_UDP, libc::UDP_GRO, 1));
+    let result = sockopt::get_int(socket, libc::SOL_UDP, libc::UDP_GRO)
+        .and_then(|_| sockopt::set_int(socket, libc::SOL_UDP, libc::UDP_GRO, 1));
     if let Err(e) = &result {
         log::debug!("UDP GRO not available ({e}); receiving one datagram at a time");
     }
@@ -53,58 +53,7 @@ pub(super) fn enable(socket: &Socket) -> bool {
 
 /// Whether the socket has UDP GRO on (false where the kernel cannot say).
 pub(super) fn is_enabled(socket: &Socket) -> bool {
-    matches!(get_option(socket, libc::SOL_UDP, libc::UDP_GRO), Ok(value) if value != 0)
-}
-
-/// An integer socket option.
-pub(super) fn get_option(
-    socket: &Socket,
-    level: libc::c_int,
-    name: libc::c_int,
-) -> io::Result<libc::c_int> {
-    let mut value: libc::c_int = 0;
-    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `value` and `len` are live locals; `len` tells the kernel how many bytes it
-    // may write to `value`.
-    let rc = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            level,
-            name,
-            (&mut value as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc == 0 {
-        Ok(value)
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Sets an integer socket option.
-pub(super) fn set_option(
-    socket: &Socket,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: `value` is a live local and the length passed is its size; the kernel only
-    // reads it.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    matches!(sockopt::get_int(socket, libc::SOL_UDP, libc::UDP_GRO), Ok(value) if value != 0)
 }
 
 /// The segment size in the control data of one received datagram, if it carries a

@@ -5,10 +5,11 @@
 use socket2::Socket;
 
 use super::gro;
+use crate::sockopt;
 
 /// Turns the drop counter on; returns whether the kernel accepted it.
 pub(super) fn enable(socket: &Socket) -> bool {
-    let result = gro::set_option(socket, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1);
+    let result = sockopt::set_int(socket, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1);
     if let Err(e) = &result {
         log::debug!("SO_RXQ_OVFL not available ({e}); socket overflows are not counted");
     }
@@ -17,7 +18,7 @@ pub(super) fn enable(socket: &Socket) -> bool {
 
 /// Whether the socket reports its drop counter (as `bind` leaves it, or as the caller set).
 pub(super) fn is_enabled(socket: &Socket) -> bool {
-    matches!(gro::get_option(socket, libc::SOL_SOCKET, libc::SO_RXQ_OVFL), Ok(v) if v != 0)
+    matches!(sockopt::get_int(socket, libc::SOL_SOCKET, libc::SO_RXQ_OVFL), Ok(v) if v != 0)
 }
 
 /// The drop counter in the control data of one received datagram, if present.

@@ -7,12 +7,12 @@ use std::io;
 use std::mem;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::os::fd::AsRawFd;
 
 use socket2::{SockAddr, Socket};
 
 use super::super::OutPacket;
 use super::{iovec_of, message_header, MAX_IOV};
+use crate::sockopt;
 
 /// Most segments per message: the kernel's UDP_MAX_SEGMENTS (64 before Linux 6.9).
 pub(super) const MAX_SEGMENTS: usize = 64;
@@ -112,7 +112,7 @@ impl GsoState {
             log::debug!("{DISABLE_VAR}=0: sending one datagram per packet");
             false
         } else {
-            match segment_option(socket) {
+            match sockopt::get_int(socket, libc::SOL_UDP, libc::UDP_SEGMENT) {
                 Ok(_) => true,
                 Err(e) => {
                     log::debug!("UDP GSO not available ({e}); sending one datagram per packet");
@@ -199,28 +199,6 @@ pub(super) fn may_be_gso_error(error: &io::Error) -> bool {
         error.raw_os_error(),
         Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP | libc::EMSGSIZE)
     )
-}
-
-/// Reads the socket's UDP_SEGMENT option: the kernel knows GSO if this works (Linux 4.18+).
-fn segment_option(socket: &Socket) -> io::Result<libc::c_int> {
-    let mut value: libc::c_int = 0;
-    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `value` and `len` are live locals; `len` tells the kernel how many bytes it
-    // may write to `value`.
-    let rc = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_UDP,
-            libc::UDP_SEGMENT,
-            (&mut value as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc == 0 {
-        Ok(value)
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 /// Splits the packets of a batch into messages: each run of packets to one destination with
