@@ -1003,10 +1003,32 @@ class _Methods:
 
 
 class _ClientBase:
+    _m: _Methods
+
     def __init__(self, token: str | None) -> None:
         self.metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )
+
+    def _subscription(
+        self,
+        request: pb.SubscribeRequest,
+        reconnect: bool | ReconnectPolicy,
+        on_reconnect: Callable[[Reconnect], None] | None,
+        timeout: float | None,
+        plain: Callable[[Any], Any],
+        reconnecting: Callable[[Callable[[float | None], Any], _Reconnector], Any],
+    ) -> Any:
+        """A subscription of the ``plain`` kind, or of the ``reconnecting`` one if asked."""
+
+        def start(call_timeout: float | None) -> Any:
+            return self._m.subscribe(request, metadata=self.metadata, timeout=call_timeout)
+
+        what = f"subscription to {request.stream!r}"
+        reconnector = _reconnector(reconnect, on_reconnect, what, timeout)
+        if reconnector is None:
+            return plain(start(timeout))
+        return reconnecting(start, reconnector)
 
 
 class Subscription:
@@ -1214,14 +1236,10 @@ class GatewayClient(_ClientBase):
         request = _subscribe_request(
             stream, list(items), every_nth, include_incomplete, queue_depth
         )
-
-        def start(call_timeout: float | None) -> Any:
-            return self._m.subscribe(request, metadata=self.metadata, timeout=call_timeout)
-
-        reconnector = _reconnector(reconnect, on_reconnect, f"subscription to {stream!r}", timeout)
-        if reconnector is None:
-            return Subscription(start(timeout))
-        return ReconnectingSubscription(start, reconnector)
+        subscription: Subscription = self._subscription(
+            request, reconnect, on_reconnect, timeout, Subscription, ReconnectingSubscription
+        )
+        return subscription
 
     def watch_stats(
         self,
@@ -1423,14 +1441,15 @@ class AsyncGatewayClient(_ClientBase):
         request = _subscribe_request(
             stream, list(items), every_nth, include_incomplete, queue_depth
         )
-
-        def start(call_timeout: float | None) -> Any:
-            return self._m.subscribe(request, metadata=self.metadata, timeout=call_timeout)
-
-        reconnector = _reconnector(reconnect, on_reconnect, f"subscription to {stream!r}", timeout)
-        if reconnector is None:
-            return AsyncSubscription(start(timeout))
-        return AsyncReconnectingSubscription(start, reconnector)
+        subscription: AsyncSubscription = self._subscription(
+            request,
+            reconnect,
+            on_reconnect,
+            timeout,
+            AsyncSubscription,
+            AsyncReconnectingSubscription,
+        )
+        return subscription
 
     async def watch_stats(
         self,
