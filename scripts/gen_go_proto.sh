@@ -5,15 +5,15 @@
 #   bash scripts/gen_go_proto.sh           regenerate in place
 #   bash scripts/gen_go_proto.sh --check   fail (exit 1, with a diff) if the committed code is stale
 #
-# protoc is the one bundled with grpcio-tools (pinned, as in scripts/gen_proto.sh) run through
+# protoc is the one bundled with grpcio-tools (pinned in scripts/lib/protogen.sh) run through
 # PYTHON (default: .venv/bin/python). The Go plugins are pinned below and installed with
 # `go install` into GO_PLUGIN_BIN (default: a cache directory named after the versions), so
 # the output only depends on these three versions. The .proto's go_package is overridden with
 # M options: the Go import path belongs to the Go module, not to the API definition.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/protogen.sh
 
-GRPCIO_TOOLS_VERSION=1.85.1
 PROTOC_GEN_GO_VERSION=v1.36.11
 PROTOC_GEN_GO_GRPC_VERSION=v1.6.0
 PYTHON=${PYTHON:-.venv/bin/python}
@@ -23,19 +23,8 @@ GO_PACKAGE="$MODULE/gen/gatewayv1;gatewayv1"
 DEST=clients/go/gen/gatewayv1
 FILES=(gateway.pb.go gateway_grpc.pb.go)
 
-mode=write
-case "${1:-}" in
-    "") ;;
-    --check) mode=check ;;
-    *) echo "usage: $0 [--check]" >&2; exit 2 ;;
-esac
-
-have=$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("grpcio-tools"))' 2>/dev/null || true)
-if [ "$have" != "$GRPCIO_TOOLS_VERSION" ]; then
-    echo "gen_go_proto: need grpcio-tools==$GRPCIO_TOOLS_VERSION in $PYTHON (found: ${have:-none});" >&2
-    echo "  $PYTHON -m pip install grpcio-tools==$GRPCIO_TOOLS_VERSION" >&2
-    exit 2
-fi
+mode=$(protogen_mode gen_go_proto "$@")
+protogen_require_tools gen_go_proto "$PYTHON"
 if ! command -v go >/dev/null; then
     echo "gen_go_proto: the Go toolchain (go) is not on PATH" >&2
     exit 2
@@ -60,22 +49,4 @@ PATH="$GO_PLUGIN_BIN:$PATH" "$PYTHON" -m grpc_tools.protoc -I proto \
     "proto/$PROTO"
 generated="$out/$(dirname "$PROTO")"
 
-if [ "$mode" = check ]; then
-    stale=0
-    for f in "${FILES[@]}"; do
-        if ! diff -u "$DEST/$f" "$generated/$f"; then
-            stale=1
-        fi
-    done
-    if [ "$stale" -ne 0 ]; then
-        echo "gen_go_proto: $DEST is stale; run: bash scripts/gen_go_proto.sh" >&2
-        exit 1
-    fi
-    echo "gen_go_proto: $DEST is up to date"
-else
-    mkdir -p "$DEST"
-    for f in "${FILES[@]}"; do
-        cp "$generated/$f" "$DEST/$f"
-    done
-    echo "gen_go_proto: wrote ${FILES[*]} to $DEST"
-fi
+protogen_finish gen_go_proto "$mode" "$DEST" "$generated" "${FILES[@]}"
