@@ -5,6 +5,11 @@
 //! would succeed. Once stopped, it is made permanently readable so waiters wake to see `Stopped`.
 //! The count is kept only from the first call to `fd`: a consumer that never polls (a plain
 //! iterator) then pays no eventfd syscalls, two per item otherwise.
+//!
+//! A producer may also push *quietly* and wake consumers later, once for several items
+//! (`try_push_quiet`, then `wake`). Waking a sleeping thread on another CPU costs the producer
+//! more than a small heap's worth of work (an inter-processor interrupt, dearer still in a VM),
+//! so a worker that outpaces its consumer wakes it once per few heaps instead of once per heap.
 
 use std::collections::VecDeque;
 use std::io;
@@ -34,6 +39,11 @@ struct State<T> {
     /// waits (the common case at high heap rates).
     consumers_waiting: usize,
     producers_waiting: usize,
+    /// Items pushed quietly whose consumers have not been woken yet.
+    unnotified: usize,
+    /// Items pushed quietly and not yet added to the eventfd count (while `fd_active`):
+    /// the count plus this always equals `items.len()` until stopped.
+    unsignalled: u64,
 }
 
 pub struct Ringbuffer<T> {
@@ -69,6 +79,8 @@ impl<T> Ringbuffer<T> {
                 fd_active: false,
                 consumers_waiting: 0,
                 producers_waiting: 0,
+                unnotified: 0,
+                unsignalled: 0,
             }),
             data_available: Condvar::new(),
             space_available: Condvar::new(),
@@ -97,6 +109,7 @@ impl<T> Ringbuffer<T> {
         let mut state = self.lock();
         if !state.fd_active {
             state.fd_active = true;
+            state.unsignalled = 0;
             let count = if state.stopped {
                 STOPPED_COUNT
             } else {
@@ -122,25 +135,67 @@ impl<T> Ringbuffer<T> {
     }
 
     fn push_locked(&self, state: &mut State<T>, item: T) {
+        Self::push_quiet_locked(state, item);
+        self.wake_locked(state);
+    }
+
+    fn push_quiet_locked(state: &mut State<T>, item: T) {
         state.items.push_back(item);
-        if state.fd_active {
-            self.signal(1);
+        state.unnotified += 1;
+        state.unsignalled += u64::from(state.fd_active);
+    }
+
+    /// Tells consumers about every item pushed so far.
+    fn wake_locked(&self, state: &mut State<T>) {
+        if state.unsignalled > 0 {
+            self.signal(std::mem::take(&mut state.unsignalled));
         }
-        if state.consumers_waiting > 0 {
-            self.data_available.notify_one();
+        let unnotified = std::mem::take(&mut state.unnotified);
+        match (state.consumers_waiting, unnotified) {
+            (0, _) | (_, 0) => {}
+            (1, _) | (_, 1) => self.data_available.notify_one(),
+            _ => self.data_available.notify_all(),
         }
     }
 
     pub fn try_push(&self, item: T) -> Result<(), (PushError, T)> {
-        let mut state = self.lock();
-        if state.stopped {
-            return Err((PushError::Stopped, item));
-        }
-        if state.items.len() >= self.capacity {
-            return Err((PushError::Full, item));
-        }
+        let mut state = match self.lock_for_push() {
+            Ok(state) => state,
+            Err(e) => return Err((e, item)),
+        };
         self.push_locked(&mut state, item);
         Ok(())
+    }
+
+    /// Like `try_push`, but consumers only learn of the item at the next `wake` (or at the
+    /// next push that wakes, or when a producer blocks on a full ring).
+    pub fn try_push_quiet(&self, item: T) -> Result<(), (PushError, T)> {
+        let mut state = match self.lock_for_push() {
+            Ok(state) => state,
+            Err(e) => return Err((e, item)),
+        };
+        Self::push_quiet_locked(&mut state, item);
+        Ok(())
+    }
+
+    /// The lock, if an item can be pushed now.
+    fn lock_for_push(&self) -> Result<MutexGuard<'_, State<T>>, PushError> {
+        let state = self.lock();
+        if state.stopped {
+            Err(PushError::Stopped)
+        } else if state.items.len() >= self.capacity {
+            Err(PushError::Full)
+        } else {
+            Ok(state)
+        }
+    }
+
+    /// Wakes consumers for items pushed quietly.
+    pub fn wake(&self) {
+        let mut state = self.lock();
+        if state.unnotified > 0 || state.unsignalled > 0 {
+            self.wake_locked(&mut state);
+        }
     }
 
     /// Blocks while full; fails only once stopped.
@@ -154,6 +209,8 @@ impl<T> Ringbuffer<T> {
                 self.push_locked(&mut state, item);
                 return Ok(());
             }
+            // Consumers asleep on items pushed quietly must be woken to make room.
+            self.wake_locked(&mut state);
             state.producers_waiting += 1;
             state = self
                 .space_available
@@ -166,9 +223,12 @@ impl<T> Ringbuffer<T> {
     fn pop_locked(&self, state: &mut State<T>) -> Result<T, PopError> {
         match state.items.pop_front() {
             Some(item) => {
-                if state.fd_active {
+                if state.unsignalled > 0 {
+                    state.unsignalled -= 1;
+                } else if state.fd_active {
                     self.consume_signal();
                 }
+                state.unnotified = state.unnotified.min(state.items.len());
                 if state.producers_waiting > 0 {
                     self.space_available.notify_one();
                 }
@@ -328,5 +388,64 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         r.push(5).unwrap();
         assert_eq!(consumer.join().unwrap(), Ok(5));
+    }
+
+    #[test]
+    fn quiet_pushes_wake_a_sleeping_consumer_only_when_asked() {
+        let r = Arc::new(Ringbuffer::new(4).unwrap());
+        let consumer = {
+            let r = r.clone();
+            std::thread::spawn(move || r.pop())
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        r.try_push_quiet(1).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!consumer.is_finished(), "woken before wake()");
+        r.wake();
+        assert_eq!(consumer.join().unwrap(), Ok(1));
+    }
+
+    #[test]
+    fn quiet_pushes_reach_the_fd_at_wake_and_the_count_stays_exact() {
+        let r = Ringbuffer::new(8).unwrap();
+        let fd = r.fd();
+        r.try_push_quiet(1).unwrap();
+        r.try_push_quiet(2).unwrap();
+        assert!(!fd_readable(fd));
+        // Popping an item the fd never counted must not take another item's count.
+        assert_eq!(r.try_pop(), Ok(1));
+        r.try_push(3).unwrap();
+        r.try_push_quiet(4).unwrap();
+        assert!(fd_readable(fd));
+        r.wake();
+        for want in [2, 3, 4] {
+            assert!(fd_readable(fd));
+            assert_eq!(r.try_pop(), Ok(want));
+        }
+        assert!(!fd_readable(fd));
+        r.wake();
+        assert!(!fd_readable(fd));
+    }
+
+    #[test]
+    fn a_producer_blocked_on_a_full_ring_wakes_consumers_first() {
+        let r = Arc::new(Ringbuffer::new(1).unwrap());
+        let consumer = {
+            let r = r.clone();
+            std::thread::spawn(move || (r.pop(), r.pop()))
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        let (done, finished) = std::sync::mpsc::channel();
+        let producer = r.clone();
+        std::thread::spawn(move || {
+            producer.try_push_quiet(1).unwrap();
+            // Without waking the consumer first, this would wait forever.
+            producer.push(2).unwrap();
+            done.send(()).unwrap();
+        });
+        finished
+            .recv_timeout(Duration::from_secs(10))
+            .expect("producer still blocked");
+        assert_eq!(consumer.join().unwrap(), (Ok(1), Ok(2)));
     }
 }

@@ -219,6 +219,7 @@ impl StreamShared {
         let mut sink = DeliverySink::default();
         core.assembler
             .flush(&mut values, &mut |heap| sink.deliver(self, heap));
+        sink.wake(self);
         sink.settle(&mut values, &mut drops);
         self.add_totals(&values, &drops);
         core.stopped = true;
@@ -230,7 +231,8 @@ impl StreamShared {
         totals.drops.merge(drops);
     }
 
-    /// Hands one finished heap to the ring, blocking while it is full.
+    /// Hands one finished heap to the ring, blocking while it is full. The consumer is not
+    /// woken here: `DeliverySink` wakes it every few heaps and when the batch ends.
     fn deliver(&self, heap: ReceivedHeap) -> Delivery {
         if self.ring_config.contiguous_only && !heap.is_contiguous() {
             log::warn!(
@@ -241,7 +243,7 @@ impl StreamShared {
             );
             return Delivery::DroppedIncomplete;
         }
-        match self.ring.try_push(heap) {
+        match self.ring.try_push_quiet(heap) {
             Ok(()) => Delivery::Queued,
             Err((PushError::Full, heap)) => {
                 // Fails only if stopped while blocked: the consumer no longer wants it.
@@ -259,19 +261,42 @@ enum Delivery {
     DroppedIncomplete,
 }
 
+/// Heaps queued before the consumer is woken, within one batch. A consumer that keeps up
+/// sleeps on an empty ring; waking it costs the worker about as much as assembling a small
+/// heap, so it is woken once per this many heaps (and always when the batch ends, which for a
+/// network reader is one receive call, so a heap never waits for the next packet).
+const HEAPS_PER_WAKE: usize = 4;
+
 /// Tallies deliveries separately from the batch statistics, which the assembler borrows.
 #[derive(Default)]
 struct DeliverySink {
     blocked: u64,
     dropped_incomplete: u64,
+    /// Heaps queued since the consumer was last woken.
+    unwoken: usize,
 }
 
 impl DeliverySink {
     fn deliver(&mut self, shared: &StreamShared, heap: ReceivedHeap) {
         match shared.deliver(heap) {
-            Delivery::Queued => {}
-            Delivery::Blocked => self.blocked += 1,
+            Delivery::Queued => {
+                self.unwoken += 1;
+                if self.unwoken >= HEAPS_PER_WAKE {
+                    self.wake(shared);
+                }
+            }
+            Delivery::Blocked => {
+                self.blocked += 1;
+                self.unwoken = 0;
+            }
             Delivery::DroppedIncomplete => self.dropped_incomplete += 1,
+        }
+    }
+
+    /// Wakes the consumer for the heaps queued quietly so far.
+    fn wake(&mut self, shared: &StreamShared) {
+        if std::mem::take(&mut self.unwoken) > 0 {
+            shared.ring.wake();
         }
     }
 
@@ -389,6 +414,7 @@ impl Drop for Batch<'_> {
             self.values[index::BATCHES] += 1;
             self.values[index::MAX_BATCH] = self.values[index::MAX_BATCH].max(self.packets);
         }
+        self.sink.wake(self.shared);
         self.sink.settle(&mut self.values, &mut self.drops);
         self.shared.add_totals(&self.values, &self.drops);
         if self.stop && !self.core.stopped {

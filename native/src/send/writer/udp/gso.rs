@@ -483,7 +483,7 @@ mod tests {
         assert_eq!(CONTROL_LEN, CONTROL_DATA + 2);
         assert_eq!(&bytes[CONTROL_DATA..CONTROL_LEN], 1472u16.to_ne_bytes());
         assert!(bytes[CONTROL_LEN..].iter().all(|&b| b == 0));
-        assert_eq!(control.header.cmsg_len, CONTROL_LEN as _);
+        assert_eq!(control.header.cmsg_len, CONTROL_LEN);
         assert_eq!(control.header.cmsg_level, 17);
         assert_eq!(control.header.cmsg_type, 103);
     }
