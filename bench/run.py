@@ -295,6 +295,32 @@ def suite_recv(env: Env) -> None:
                 THROUGHPUT,
                 partial(run_simple, env, "recv_buffer.py", args),
             )
+            if mode == "raw" and heap_size == MiB:
+                copy_ceiling(env, path, heap_size)
+
+
+def copy_ceiling(env: Env, path: Path, heap_size: int) -> None:
+    """The 1 MiB row's upper bound: only the payload copies, each library's share of it, and
+    where 1.25x the peer would be (the issue's target)."""
+    args = ["--file", str(path), "--heap-size", str(heap_size), "--min-time", "0.4"]
+    results: list[Result | None] = []
+    for _ in range(env.rounds):
+        try:
+            results.append(run_simple(env, "copy_ceiling.py", args, "peer"))
+        except WorkloadError as exc:
+            print(f"   copy ceiling failed: {exc}", flush=True)
+    ceiling = median([r["gbps"] for r in results if r])
+    ours, peer = (
+        median([r["gbps"] for r in pair if r])
+        for pair in zip(*env.raw[-1]["rounds"], strict=True)
+    )
+    env.raw.append({"suite": "recv", "case": "copy ceiling, 1 MiB", "rounds": results})
+    report_single("  copy ceiling (payload memcpy only)", THROUGHPUT[:1], results)
+    print(
+        f"   {'':<44} ours {ours / ceiling:.0%} of it, peer {peer / ceiling:.0%};"
+        f" 1.25x peer = {1.25 * peer / ceiling:.0%} of it",
+        flush=True,
+    )
 
 
 def suite_send(env: Env) -> None:
