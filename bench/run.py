@@ -388,6 +388,11 @@ def udp_same(env: Env, heap_size: int, packet_size: int, lib: str) -> Result:
     return udp_pair(env, lib, lib, heap_size, packet_size)
 
 
+def udp_same_load(env: Env, heap_size: int, packet_size: int, lib: str) -> Result:
+    """lib receives from the peer's sender: both receivers face the same offered load."""
+    return udp_pair(env, lib, "peer", heap_size, packet_size)
+
+
 def udp_cross(env: Env, heap_size: int, packet_size: int, lib: str) -> Result:
     """lib sends, the other library receives."""
     other = "peer" if lib == "ours" else "ours"
@@ -405,6 +410,17 @@ def suite_udp(env: Env, cross: bool) -> None:
     print_header("udp: loopback, two processes, unlimited rate (ours->ours vs peer->peer)")
     for label, heap_size, packet_size, _ in RECV_SHAPES:
         compare(env, "udp", label, UDP_METRICS, partial(udp_same, env, heap_size, packet_size))
+    # Unlimited rate means each sender sets the load, and ours sends over twice as fast, so
+    # the rows above do not compare receivers; these do (peer->ours vs peer->peer).
+    print_header("udp receivers at the same offered load: the peer's sender into each")
+    for label, heap_size, packet_size, _ in RECV_SHAPES:
+        compare(
+            env,
+            "udp-same-load",
+            label,
+            UDP_METRICS,
+            partial(udp_same_load, env, heap_size, packet_size),
+        )
     if not cross:
         return
     print_header("udp cross: 'ours' column = ours->peer (we send), 'peer' = peer->ours (we recv)")

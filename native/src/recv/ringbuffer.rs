@@ -54,6 +54,20 @@ pub struct Ringbuffer<T> {
     ready_fd: OwnedFd,
 }
 
+/// Which consumers a push or `wake` must notify, decided under the lock, done after it.
+enum Wake {
+    Nobody,
+    One,
+    All,
+}
+
+/// What `pop_locked` found; `Empty` hands the lock back so the caller can wait on it.
+enum Popped<'a, T> {
+    Item(T),
+    Stopped,
+    Empty(MutexGuard<'a, State<T>>),
+}
+
 /// Count written at stop: keeps the semaphore readable however many waiters decrement it.
 const STOPPED_COUNT: u64 = 1 << 48;
 
@@ -134,9 +148,11 @@ impl<T> Ringbuffer<T> {
         let _ = unsafe { libc::read(self.ready_fd.as_raw_fd(), bytes.as_mut_ptr().cast(), 8) };
     }
 
-    fn push_locked(&self, state: &mut State<T>, item: T) {
+    /// Queues `item` and settles the eventfd; returns whom to wake once the lock is released
+    /// (a thread woken while we hold it would only block again on the mutex).
+    fn push_locked(&self, state: &mut State<T>, item: T) -> Wake {
         Self::push_quiet_locked(state, item);
-        self.wake_locked(state);
+        self.wake_locked(state)
     }
 
     fn push_quiet_locked(state: &mut State<T>, item: T) {
@@ -145,16 +161,24 @@ impl<T> Ringbuffer<T> {
         state.unsignalled += u64::from(state.fd_active);
     }
 
-    /// Tells consumers about every item pushed so far.
-    fn wake_locked(&self, state: &mut State<T>) {
+    /// Counts every item pushed so far on the eventfd and says which consumers to wake.
+    fn wake_locked(&self, state: &mut State<T>) -> Wake {
         if state.unsignalled > 0 {
             self.signal(std::mem::take(&mut state.unsignalled));
         }
         let unnotified = std::mem::take(&mut state.unnotified);
         match (state.consumers_waiting, unnotified) {
-            (0, _) | (_, 0) => {}
-            (1, _) | (_, 1) => self.data_available.notify_one(),
-            _ => self.data_available.notify_all(),
+            (0, _) | (_, 0) => Wake::Nobody,
+            (1, _) | (_, 1) => Wake::One,
+            _ => Wake::All,
+        }
+    }
+
+    fn wake_consumers(&self, wake: Wake) {
+        match wake {
+            Wake::Nobody => {}
+            Wake::One => self.data_available.notify_one(),
+            Wake::All => self.data_available.notify_all(),
         }
     }
 
@@ -163,7 +187,9 @@ impl<T> Ringbuffer<T> {
             Ok(state) => state,
             Err(e) => return Err((e, item)),
         };
-        self.push_locked(&mut state, item);
+        let wake = self.push_locked(&mut state, item);
+        drop(state);
+        self.wake_consumers(wake);
         Ok(())
     }
 
@@ -194,7 +220,9 @@ impl<T> Ringbuffer<T> {
     pub fn wake(&self) {
         let mut state = self.lock();
         if state.unnotified > 0 || state.unsignalled > 0 {
-            self.wake_locked(&mut state);
+            let wake = self.wake_locked(&mut state);
+            drop(state);
+            self.wake_consumers(wake);
         }
     }
 
@@ -206,11 +234,14 @@ impl<T> Ringbuffer<T> {
                 return Err((PushError::Stopped, item));
             }
             if state.items.len() < self.capacity {
-                self.push_locked(&mut state, item);
+                let wake = self.push_locked(&mut state, item);
+                drop(state);
+                self.wake_consumers(wake);
                 return Ok(());
             }
             // Consumers asleep on items pushed quietly must be woken to make room.
-            self.wake_locked(&mut state);
+            let wake = self.wake_locked(&mut state);
+            self.wake_consumers(wake);
             state.producers_waiting += 1;
             state = self
                 .space_available
@@ -220,7 +251,8 @@ impl<T> Ringbuffer<T> {
         }
     }
 
-    fn pop_locked(&self, state: &mut State<T>) -> Result<T, PopError> {
+    /// Takes the oldest item; the lock is released before a blocked producer is woken.
+    fn pop_locked<'a>(&'a self, mut state: MutexGuard<'a, State<T>>) -> Popped<'a, T> {
         match state.items.pop_front() {
             Some(item) => {
                 if state.unsignalled > 0 {
@@ -229,34 +261,41 @@ impl<T> Ringbuffer<T> {
                     self.consume_signal();
                 }
                 state.unnotified = state.unnotified.min(state.items.len());
-                if state.producers_waiting > 0 {
+                let wake_producer = state.producers_waiting > 0;
+                drop(state);
+                if wake_producer {
                     self.space_available.notify_one();
                 }
-                Ok(item)
+                Popped::Item(item)
             }
-            None if state.stopped => Err(PopError::Stopped),
-            None => Err(PopError::Empty),
+            None if state.stopped => Popped::Stopped,
+            None => Popped::Empty(state),
         }
     }
 
     pub fn try_pop(&self) -> Result<T, PopError> {
-        self.pop_locked(&mut self.lock())
+        match self.pop_locked(self.lock()) {
+            Popped::Item(item) => Ok(item),
+            Popped::Stopped => Err(PopError::Stopped),
+            Popped::Empty(_) => Err(PopError::Empty),
+        }
     }
 
     /// Blocks until an item arrives or the ring is stopped and drained.
     pub fn pop(&self) -> Result<T, PopError> {
         let mut state = self.lock();
         loop {
-            match self.pop_locked(&mut state) {
-                Err(PopError::Empty) => {
-                    state.consumers_waiting += 1;
+            match self.pop_locked(state) {
+                Popped::Item(item) => return Ok(item),
+                Popped::Stopped => return Err(PopError::Stopped),
+                Popped::Empty(mut empty) => {
+                    empty.consumers_waiting += 1;
                     state = self
                         .data_available
-                        .wait(state)
+                        .wait(empty)
                         .unwrap_or_else(|e| e.into_inner());
                     state.consumers_waiting -= 1;
                 }
-                other => return other,
             }
         }
     }
@@ -266,21 +305,22 @@ impl<T> Ringbuffer<T> {
         let deadline = std::time::Instant::now() + timeout;
         let mut state = self.lock();
         loop {
-            match self.pop_locked(&mut state) {
-                Err(PopError::Empty) => {
+            match self.pop_locked(state) {
+                Popped::Item(item) => return Ok(item),
+                Popped::Stopped => return Err(PopError::Stopped),
+                Popped::Empty(mut empty) => {
                     let now = std::time::Instant::now();
                     if now >= deadline {
                         return Err(PopError::Empty);
                     }
-                    state.consumers_waiting += 1;
+                    empty.consumers_waiting += 1;
                     state = self
                         .data_available
-                        .wait_timeout(state, deadline - now)
+                        .wait_timeout(empty, deadline - now)
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
                     state.consumers_waiting -= 1;
                 }
-                other => return other,
             }
         }
     }
