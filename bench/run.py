@@ -311,8 +311,7 @@ def copy_ceiling(env: Env, path: Path, heap_size: int) -> None:
             print(f"   copy ceiling failed: {exc}", flush=True)
     ceiling = median([r["gbps"] for r in results if r])
     ours, peer = (
-        median([r["gbps"] for r in pair if r])
-        for pair in zip(*env.raw[-1]["rounds"], strict=True)
+        median([r["gbps"] for r in pair if r]) for pair in zip(*env.raw[-1]["rounds"], strict=True)
     )
     env.raw.append({"suite": "recv", "case": "copy ceiling, 1 MiB", "rounds": results})
     report_single("  copy ceiling (payload memcpy only)", THROUGHPUT[:1], results)
