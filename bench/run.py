@@ -296,28 +296,27 @@ def suite_recv(env: Env) -> None:
                 partial(run_simple, env, "recv_buffer.py", args),
             )
             if mode == "raw" and heap_size == MiB:
-                copy_ceiling(env, path, heap_size)
+                memcpy_reference(env, path, heap_size)
 
 
-def copy_ceiling(env: Env, path: Path, heap_size: int) -> None:
-    """The 1 MiB row's upper bound: only the payload copies, each library's share of it, and
-    where 1.25x the peer would be (the issue's target)."""
+def memcpy_reference(env: Env, path: Path, heap_size: int) -> None:
+    """libc memcpy of the 1 MiB row's payload runs and nothing else, and each library's rate
+    as a share of it (a receiver that only calls memcpy cannot pass 100%)."""
     args = ["--file", str(path), "--heap-size", str(heap_size), "--min-time", "0.4"]
     results: list[Result | None] = []
     for _ in range(env.rounds):
         try:
-            results.append(run_simple(env, "copy_ceiling.py", args, "peer"))
+            results.append(run_simple(env, "memcpy_reference.py", args, "peer"))
         except WorkloadError as exc:
-            print(f"   copy ceiling failed: {exc}", flush=True)
-    ceiling = median([r["gbps"] for r in results if r])
+            print(f"   memcpy reference failed: {exc}", flush=True)
+    reference = median([r["gbps"] for r in results if r])
     ours, peer = (
         median([r["gbps"] for r in pair if r]) for pair in zip(*env.raw[-1]["rounds"], strict=True)
     )
-    env.raw.append({"suite": "recv", "case": "copy ceiling, 1 MiB", "rounds": results})
-    report_single("  copy ceiling (payload memcpy only)", THROUGHPUT[:1], results)
+    env.raw.append({"suite": "recv", "case": "memcpy reference, 1 MiB", "rounds": results})
+    report_single("  libc memcpy of the payloads only", THROUGHPUT[:1], results)
     print(
-        f"   {'':<44} ours {ours / ceiling:.0%} of it, peer {peer / ceiling:.0%};"
-        f" 1.25x peer = {1.25 * peer / ceiling:.0%} of it",
+        f"   {'':<44} ours {ours / reference:.0%} of it, peer {peer / reference:.0%}",
         flush=True,
     )
 

@@ -2,22 +2,87 @@
 //! (streaming) stores (`MEMCPY_NONTEMPORAL`). Streaming stores write around the cache: the
 //! destination lines are not read first and do not evict the consumer's working set, which
 //! pays when heaps are large and are read later (or never) rather than at once.
+//!
+//! The standard copy of a large packet prefetches its source well ahead. A packet read from
+//! a large buffer (a file, a capture, `add_buffer_reader`) comes from DRAM, and one core's
+//! hardware prefetcher alone keeps too few lines in flight to use the memory's bandwidth:
+//! on the 2-core EPYC VM of bench/README.md, copying 8936-byte payloads out of a 270 MB
+//! buffer ran at 26-28 GB/s with libc's `memcpy` and at 32-34 GB/s with the loop below. When
+//! the source is already in cache (a datagram the kernel has just written) the loop is about
+//! 5% slower than `memcpy`, which there is a small part of the work.
 
 use crate::recv::config::Memcpy;
 
 /// Below this, a streaming copy is not worth its alignment prologue and fence.
 const MIN_STREAMING: usize = 256;
 
+/// From this size, a standard copy prefetches (a whole jumbo-frame payload, not a 1500-byte
+/// one, whose source is nearly always in cache already).
+const MIN_PREFETCHING: usize = 4096;
+
 /// Copies `src` into `dst` (equal lengths) as `method` says.
 pub fn copy_payload(dst: &mut [u8], src: &[u8], method: Memcpy) {
     #[cfg(target_arch = "x86_64")]
-    if method == Memcpy::NonTemporal && dst.len() >= MIN_STREAMING && dst.len() == src.len() {
-        streaming::copy(dst, src);
-        return;
+    if dst.len() == src.len() {
+        if method == Memcpy::NonTemporal && dst.len() >= MIN_STREAMING {
+            streaming::copy(dst, src);
+            return;
+        }
+        if method == Memcpy::Std && dst.len() >= MIN_PREFETCHING {
+            prefetching::copy(dst, src);
+            return;
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = method;
     dst.copy_from_slice(src);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod prefetching {
+    use std::arch::x86_64::{
+        __m128i, _mm_loadu_si128, _mm_prefetch, _mm_storeu_si128, _MM_HINT_T0,
+    };
+
+    const LANE: usize = 16;
+    const BLOCK: usize = 4 * LANE;
+    /// How far ahead of the copy the source is requested: 128 lines (measured best among
+    /// 0.5-16 KiB; nearer leaves DRAM latency exposed, farther evicts lines before use).
+    const DISTANCE: usize = 8192;
+
+    /// SSE2 copy (part of the x86_64 baseline, so no runtime check) with a prefetch per line.
+    pub fn copy(dst: &mut [u8], src: &[u8]) {
+        debug_assert_eq!(dst.len(), src.len());
+        let blocks = dst.len() / BLOCK;
+        let (dst_blocks, dst_tail) = dst.split_at_mut(blocks * BLOCK);
+        let (src_blocks, src_tail) = src.split_at(blocks * BLOCK);
+        for (d, s) in dst_blocks
+            .chunks_exact_mut(BLOCK)
+            .zip(src_blocks.chunks_exact(BLOCK))
+        {
+            let ahead = s.as_ptr().wrapping_add(DISTANCE).cast::<i8>();
+            // SAFETY: a prefetch is a hint that never faults and reads nothing into the
+            // program, so any address is sound (`wrapping_add` makes forming it defined even
+            // past the end of `src`). `d` and `s` are exactly BLOCK (64) bytes, so the four
+            // unaligned 16-byte loads from `s` and stores to `d` at offsets 0, 16, 32, 48
+            // stay in bounds; `d` is a `&mut` borrow, so it does not overlap `s`. SSE and
+            // SSE2 are always available on x86_64.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(ahead);
+                let sp = s.as_ptr() as *const __m128i;
+                let dp = d.as_mut_ptr() as *mut __m128i;
+                let a = _mm_loadu_si128(sp);
+                let b = _mm_loadu_si128(sp.add(1));
+                let c = _mm_loadu_si128(sp.add(2));
+                let e = _mm_loadu_si128(sp.add(3));
+                _mm_storeu_si128(dp, a);
+                _mm_storeu_si128(dp.add(1), b);
+                _mm_storeu_si128(dp.add(2), c);
+                _mm_storeu_si128(dp.add(3), e);
+            }
+        }
+        dst_tail.copy_from_slice(src_tail);
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -74,11 +139,11 @@ mod tests {
 
     #[test]
     fn every_alignment_and_length_copies_exactly() {
-        let src: Vec<u8> = (0..4096u32).map(|i| (i * 31 % 251) as u8).collect();
+        let src: Vec<u8> = (0..4200u32).map(|i| (i * 31 % 251) as u8).collect();
         for method in [Memcpy::Std, Memcpy::NonTemporal] {
             for offset in 0..17 {
-                for len in [0, 1, 255, 256, 257, 1000, 4000] {
-                    let mut dst = vec![0xAAu8; 4200];
+                for len in [0, 1, 255, 256, 257, 1000, 4000, 4096, 4097, 4159] {
+                    let mut dst = vec![0xAAu8; 4200 + 17];
                     copy_payload(&mut dst[offset..offset + len], &src[3..3 + len], method);
                     assert_eq!(&dst[offset..offset + len], &src[3..3 + len]);
                     assert!(dst[..offset].iter().all(|&b| b == 0xAA));

@@ -1,7 +1,7 @@
-"""bench/workloads/copy_ceiling.py: the copy it times must be exactly a receiver's payload copy.
+"""bench/workloads/memcpy_reference.py times exactly a receiver's payload copy.
 
-The benchmark's figure is only an upper bound for the recv suite if it moves the same bytes to
-the same places, so this checks the result byte for byte (timing is never asserted)."""
+Its figure only means "what memcpy alone achieves on the recv suite's file" if it moves the
+same bytes to the same places, so this checks the result byte for byte (no timing)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import spead2.send
 WORKLOADS = Path(__file__).resolve().parents[2] / "bench" / "workloads"
 sys.path.insert(0, str(WORKLOADS))
 
-import copy_ceiling  # noqa: E402
+import memcpy_reference  # noqa: E402
 from _common import make_item_group  # noqa: E402
 
 
@@ -38,7 +38,7 @@ def stream_bytes(heap_size: int, packet_size: int, heaps: int) -> bytes:
 )
 def test_every_heap_is_copied_whole_and_in_place(heap_size: int, packet_size: int) -> None:
     data = stream_bytes(heap_size, packet_size, heaps=4)
-    copiers = copy_ceiling.heap_copiers(data, heap_size)
+    copiers = memcpy_reference.heap_copiers(data, heap_size)
     assert len(copiers) == 3  # the first heap (descriptors) is left out
     expected = np.arange(heap_size, dtype=np.uint64).astype(np.uint8)
     for copy in copiers:
@@ -50,10 +50,10 @@ def test_every_heap_is_copied_whole_and_in_place(heap_size: int, packet_size: in
 def test_runs_are_grouped_only_when_equal_strided_and_adjacent() -> None:
     # (offset in heap, offset in data, length)
     runs = [(0, 100, 50), (50, 200, 60), (110, 300, 60), (170, 400, 60), (230, 520, 60)]
-    groups = copy_ceiling.uniform_groups(runs)
+    groups = memcpy_reference.uniform_groups(runs)
     assert groups == [[runs[0]], runs[1:4], [runs[4]]]
 
 
 def test_a_packet_that_is_not_spead_is_named() -> None:
     with pytest.raises(ValueError, match="not a SPEAD packet at byte 0"):
-        copy_ceiling.heap_copiers(b"\x00" * 64, 4096)
+        memcpy_reference.heap_copiers(b"\x00" * 64, 4096)
