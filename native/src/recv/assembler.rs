@@ -28,6 +28,7 @@ use super::config::StreamConfig;
 use super::heap::ReceivedHeap;
 use super::live_heap::{HeapRules, LiveHeap};
 use super::stats::{index, DropReason};
+use crate::memory::copy::Source;
 use crate::protocol::PacketHeader;
 
 /// What an accepted packet did to the stream.
@@ -181,6 +182,11 @@ impl Assembler {
 
     pub fn rules(&self) -> &HeapRules {
         &self.rules
+    }
+
+    /// Where the packets added from now on are (see `memory::copy::Source`).
+    pub fn set_source(&mut self, source: Source) {
+        self.rules.source = source;
     }
 
     fn substream_of(&self, cnt: u64) -> usize {

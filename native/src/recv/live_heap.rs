@@ -30,7 +30,7 @@ use std::sync::Arc;
 use super::config::{Memcpy, StreamConfig};
 use super::heap::{ReceivedHeap, ReceivedHeapParts};
 use super::stats::DropReason;
-use crate::memory::copy::copy_payload;
+use crate::memory::copy::{copy_payload, Source};
 use crate::memory::{Allocator, Buffer};
 use crate::protocol::ids::{CTRL_STREAM_STOP, HEAP_CNT_ID, PAYLOAD_LENGTH_ID, STREAM_CTRL_ID};
 use crate::protocol::{DecodeError, PacketHeader};
@@ -55,6 +55,8 @@ pub struct HeapRules {
     pub max_heap_pointers: usize,
     pub bug_compat: u32,
     pub memcpy: Memcpy,
+    /// Where the current batch's packets are (the reader says so; see `memory::copy`).
+    pub source: Source,
     pub allocator: Arc<dyn Allocator>,
 }
 
@@ -67,6 +69,7 @@ impl HeapRules {
             max_heap_pointers: config.max_heap_pointers,
             bug_compat: config.bug_compat,
             memcpy: config.memcpy,
+            source: Source::Cache,
             allocator: Arc::clone(&config.allocator),
         }
     }
@@ -119,7 +122,7 @@ impl LiveHeap {
         self.check_pointer_count(packet, &scan, rules)?;
         let placement = self.place(packet, end, rules)?;
         self.reserve(packet.heap_length, end, rules)?;
-        self.commit(packet, end, placement, &scan, rules.memcpy);
+        self.commit(packet, end, placement, &scan, rules);
         Ok(())
     }
 
@@ -423,7 +426,7 @@ impl LiveHeap {
         end: u64,
         placement: Option<Placement>,
         scan: &PointerScan,
-        memcpy: Memcpy,
+        rules: &HeapRules,
     ) {
         if packet.heap_length.is_some() {
             self.heap_length = packet.heap_length;
@@ -433,7 +436,7 @@ impl LiveHeap {
             let target = buffer.get_mut(packet.payload_offset as usize..end as usize);
             debug_assert!(target.is_some(), "payload buffer too short");
             if let Some(target) = target {
-                copy_payload(target, packet.payload, memcpy);
+                copy_payload(target, packet.payload, rules.memcpy, rules.source);
             }
         }
         self.received_length += packet.payload_length;
@@ -650,6 +653,7 @@ mod tests {
             max_heap_pointers: 64,
             bug_compat: 0,
             memcpy: Memcpy::Std,
+            source: Source::Cache,
             allocator: Arc::new(DefaultAllocator),
         }
     }

@@ -15,6 +15,7 @@ use super::config::{RingConfig, StreamConfig};
 use super::heap::ReceivedHeap;
 use super::ringbuffer::{PushError, Ringbuffer};
 use super::stats::{index, DropCounts, DropReason, Stats};
+use crate::memory::copy::Source;
 use crate::protocol::{DecodeError, PacketHeader};
 use crate::thread_pool::{Reader, ReaderHandle, ThreadPool};
 
@@ -402,6 +403,12 @@ impl Batch<'_> {
         }
     }
 
+    /// The packets of this batch come from a large buffer in memory, most likely not in
+    /// cache, so payload copies prefetch ahead (see `memory::copy`).
+    pub fn source_in_memory(&mut self) {
+        self.core.assembler.set_source(Source::Memory);
+    }
+
     /// The network ended the stream (end of buffer, file or connection).
     pub fn end_of_stream(&mut self) {
         self.stop = true;
@@ -410,6 +417,7 @@ impl Batch<'_> {
 
 impl Drop for Batch<'_> {
     fn drop(&mut self) {
+        self.core.assembler.set_source(Source::Cache);
         if self.packets > 0 {
             self.values[index::BATCHES] += 1;
             self.values[index::MAX_BATCH] = self.values[index::MAX_BATCH].max(self.packets);

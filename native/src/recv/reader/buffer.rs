@@ -24,6 +24,7 @@ impl Reader for BufferReader {
         let data = self.data.clone();
         let mut rest: &[u8] = (*data).as_ref();
         let mut batch = self.shared.batch();
+        batch.source_in_memory();
         while !rest.is_empty() && !batch.is_stopped() {
             match batch.add_packet(rest) {
                 Some(size) => rest = &rest[size..],
