@@ -1,8 +1,9 @@
 """asyncio receive streams (spead2.recv.asyncio).
 
 The stream's ringbuffer exposes a file descriptor that is readable exactly while a heap (or the
-end of the stream) is waiting, so the event loop watches it with ``add_reader``: no thread and
-no busy waiting. Waiters are served in the order they called :meth:`Stream.get`.
+end of the stream) is waiting and the worker has signalled it (which it does at the end of each
+receive batch, or every few heaps), so the event loop watches it with ``add_reader``: no thread
+and no busy waiting. Waiters are served in the order they called :meth:`Stream.get`.
 """
 
 from __future__ import annotations
