@@ -4,6 +4,7 @@
 pub mod copy;
 pub mod mmap;
 pub mod pool;
+pub mod recycle;
 
 use std::fmt;
 use std::io;

@@ -8,6 +8,7 @@ use pyo3::types::{PyDict, PyTuple};
 
 use crate::memory::mmap::MmapAllocator as CoreMmap;
 use crate::memory::pool::{MemoryPool as CorePool, PoolConfig};
+use crate::memory::recycle::Recycler;
 use crate::memory::{Allocator, DefaultAllocator};
 use crate::python::common::ThreadPool;
 use crate::python::convert::unsigned_usize;
@@ -23,6 +24,14 @@ impl MemoryAllocator {
     pub fn default_allocator() -> Self {
         MemoryAllocator {
             inner: Arc::new(DefaultAllocator),
+        }
+    }
+
+    /// What a receive `StreamConfig` starts with: the global allocator, recycling the last
+    /// few freed buffers (`memory::recycle`).
+    pub fn stream_default() -> Self {
+        MemoryAllocator {
+            inner: Arc::new(Recycler::new()),
         }
     }
 }

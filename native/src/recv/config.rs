@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use super::stats::StatsConfig;
-use crate::memory::{Allocator, DefaultAllocator};
+use crate::memory::recycle::Recycler;
+use crate::memory::Allocator;
 
 pub const DEFAULT_MAX_HEAPS: usize = 4;
 pub const DEFAULT_RING_HEAPS: usize = 4;
@@ -44,7 +45,7 @@ impl Default for StreamConfig {
             substreams: 1,
             bug_compat: 0,
             memcpy: Memcpy::Std,
-            allocator: Arc::new(DefaultAllocator),
+            allocator: Arc::new(Recycler::new()),
             stop_on_stop_item: true,
             allow_unsized_heaps: true,
             allow_out_of_order: false,

@@ -144,7 +144,7 @@ pub fn apply_kwargs(
 
 impl StreamConfig {
     pub fn py_default(py: Python<'_>) -> PyResult<Py<StreamConfig>> {
-        let allocator = Py::new(py, MemoryAllocator::default_allocator())?;
+        let allocator = Py::new(py, MemoryAllocator::stream_default())?;
         Py::new(
             py,
             StreamConfig {
