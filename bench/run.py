@@ -297,6 +297,13 @@ def suite_recv(env: Env) -> None:
             )
             if mode == "raw" and heap_size == MiB:
                 memcpy_reference(env, path, heap_size)
+                compare(
+                    env,
+                    "recv",
+                    f"{label}, no memory pool",
+                    THROUGHPUT,
+                    partial(run_simple, env, "recv_buffer.py", [*args, "--no-pool"]),
+                )
 
 
 def memcpy_reference(env: Env, path: Path, heap_size: int) -> None:
