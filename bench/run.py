@@ -121,17 +121,7 @@ def run_workload(
 
 def start_listener(env: Env, python: str, script: str, args: list[str]) -> tuple:
     """Start a receiver workload and wait for its ``READY <port>`` line."""
-    cmd = [python, str(WORKLOADS / script), *args]
-    if env.verbose:
-        print("   $", " ".join(cmd), "&", file=sys.stderr)
-    proc = subprocess.Popen(
-        cmd,
-        cwd=env.workdir,
-        env=clean_environ(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = spawn(env, [python, str(WORKLOADS / script), *args])
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], 30)
     line = proc.stdout.readline() if ready else ""
@@ -219,8 +209,8 @@ def compare(
     metrics: list[Metric],
     run_one: Callable[[str], Result],
     rounds: int | None = None,
-) -> None:
-    """Alternate ours/peer for the given rounds and print one block of rows."""
+) -> list[tuple[Result | None, Result | None]]:
+    """Alternate ours/peer for the given rounds, print one block of rows, return the rounds."""
     results: list[tuple[Result | None, Result | None]] = []
     for _ in range(rounds or env.rounds):
         pair: list[Result | None] = []
@@ -233,6 +223,7 @@ def compare(
         results.append((pair[0], pair[1]))
     env.raw.append({"suite": suite, "case": name, "rounds": results})
     report(name, metrics, results)
+    return results
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,7 +279,7 @@ def suite_recv(env: Env) -> None:
                 "--min-time",
                 "0.4",
             ]
-            compare(
+            measured = compare(
                 env,
                 "recv",
                 f"{label}, {note}",
@@ -296,7 +287,7 @@ def suite_recv(env: Env) -> None:
                 partial(run_simple, env, "recv_buffer.py", args),
             )
             if mode == "raw" and heap_size == MiB:
-                memcpy_reference(env, path, heap_size)
+                memcpy_reference(env, path, heap_size, measured)
                 compare(
                     env,
                     "recv",
@@ -306,9 +297,12 @@ def suite_recv(env: Env) -> None:
                 )
 
 
-def memcpy_reference(env: Env, path: Path, heap_size: int) -> None:
+def memcpy_reference(
+    env: Env, path: Path, heap_size: int, measured: list[tuple[Result | None, Result | None]]
+) -> None:
     """libc memcpy of the 1 MiB row's payload runs and nothing else, and each library's rate
-    as a share of it (a receiver that only calls memcpy cannot pass 100%)."""
+    in `measured` (that row's rounds) as a share of it (a receiver that only calls memcpy
+    cannot pass 100%)."""
     args = ["--file", str(path), "--heap-size", str(heap_size), "--min-time", "0.4"]
     results: list[Result | None] = []
     for _ in range(env.rounds):
@@ -317,9 +311,7 @@ def memcpy_reference(env: Env, path: Path, heap_size: int) -> None:
         except WorkloadError as exc:
             print(f"   memcpy reference failed: {exc}", flush=True)
     reference = median([r["gbps"] for r in results if r])
-    ours, peer = (
-        median([r["gbps"] for r in pair if r]) for pair in zip(*env.raw[-1]["rounds"], strict=True)
-    )
+    ours, peer = (median([r["gbps"] for r in pair if r]) for pair in zip(*measured, strict=True))
     env.raw.append({"suite": "recv", "case": "memcpy reference, 1 MiB", "rounds": results})
     report_single("  libc memcpy of the payloads only", THROUGHPUT[:1], results)
     print(
@@ -640,6 +632,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def spawn(env: Env, cmd: list[str]) -> subprocess.Popen:
+    """Starts cmd in the work directory with the clean environment, its output piped."""
     if env.verbose:
         print("   $", " ".join(cmd), "&", file=sys.stderr)
     return subprocess.Popen(

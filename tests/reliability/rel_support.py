@@ -57,6 +57,7 @@ from gateway_harness import Daemon, daemon_env, metric_value  # noqa: E402
 from rel_payload import INDEX_ID, PAYLOAD_ID, payload  # noqa: E402
 from util.netns import NetnsUnavailable, run_in_netns  # noqa: E402
 from util.peer import peer_env  # noqa: E402
+from util.ports import free_udp_port  # noqa: E402
 
 T = TypeVar("T")
 
@@ -770,6 +771,18 @@ def rss_kib(pid: int) -> tuple[int, int]:
         if key in ("VmRSS", "VmHWM"):
             fields[key] = int(value.split()[0])
     return fields["VmRSS"], fields["VmHWM"]
+
+
+def daemon_on_free_port(
+    workdir: Path, config_for: Callable[[int], str]
+) -> Iterator[tuple[Daemon, int]]:
+    """For a fixture: a daemon receiving UDP on a free port (config_for(port)), ready; on
+    teardown it must stop cleanly on SIGTERM."""
+    port = free_udp_port()
+    with Daemon(workdir, config_for(port)) as daemon:
+        daemon.wait_ready()
+        yield daemon, port
+        assert daemon.terminate() == 0, daemon.log()
 
 
 @contextlib.contextmanager

@@ -33,6 +33,7 @@ from gateway_harness import Daemon, wait_subscribers, wait_until
 from rel_payload import payload
 from rel_support import (
     daemon_config,
+    daemon_on_free_port,
     metric,
     metric_or_zero,
     ours_python,
@@ -43,7 +44,6 @@ from rel_support import (
     start_sender,
 )
 from spead2_gateway.client import GatewayClient
-from util.ports import free_udp_port
 
 SIZE = 65536
 PACKET = "8972"
@@ -84,11 +84,7 @@ def memory_bound(baseline: int) -> int:
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, int]]:
-    port = free_udp_port()
-    with Daemon(tmp_path, _config(port)) as d:
-        d.wait_ready()
-        yield d, port
-        assert d.terminate() == 0, d.log()
+    yield from daemon_on_free_port(tmp_path, _config)
 
 
 class FastReader:

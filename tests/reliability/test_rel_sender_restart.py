@@ -27,6 +27,7 @@ from rel_payload import payload
 from rel_support import (
     LiveReceiver,
     daemon_config,
+    daemon_on_free_port,
     metric,
     ours_python,
     peer_python,
@@ -36,7 +37,7 @@ from rel_support import (
 )
 from spead2_gateway.client import ReceivedHeap
 from util.peer import Peer
-from util.ports import free_tcp_port, free_udp_port
+from util.ports import free_tcp_port
 
 A_HEAPS = 10
 B_HEAPS = 20
@@ -58,11 +59,7 @@ contiguous_only = false
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, int]]:
-    port = free_udp_port()
-    with Daemon(tmp_path, _config(port)) as d:
-        d.wait_ready()
-        yield d, port
-        assert d.terminate() == 0, d.log()
+    yield from daemon_on_free_port(tmp_path, _config)
 
 
 def _kill_mid_heap(python: tuple[str, dict[str, str]], port: int) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from rel_payload import payload
 from rel_support import (
     JsonProcess,
     daemon_config,
+    daemon_on_free_port,
     metric,
     ours_python,
     report,
@@ -34,7 +35,6 @@ from rel_support import (
     start_subscriber,
 )
 from spead2_gateway.client import GatewayClient, ReceivedHeap
-from util.ports import free_udp_port
 
 SIZE = 4096
 KEEPALIVE = 1.0
@@ -51,11 +51,7 @@ def _config(port: int) -> str:
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, int]]:
-    port = free_udp_port()
-    with Daemon(tmp_path, _config(port)) as d:
-        d.wait_ready()
-        yield d, port
-        assert d.terminate() == 0, d.log()
+    yield from daemon_on_free_port(tmp_path, _config)
 
 
 def _wait_heaps(process: JsonProcess, count: int) -> None:

@@ -430,6 +430,18 @@ mod tests {
         assert_eq!(consumer.join().unwrap(), Ok(5));
     }
 
+    /// Waits until a consumer is asleep in `pop` on `r`.
+    fn wait_for_sleeping_consumer(r: &Ringbuffer<i32>) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while r.lock().consumers_waiting == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "consumer never waited"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     #[test]
     fn quiet_pushes_wake_a_sleeping_consumer_only_when_asked() {
         let r = Arc::new(Ringbuffer::new(4).unwrap());
@@ -437,7 +449,7 @@ mod tests {
             let r = r.clone();
             std::thread::spawn(move || r.pop())
         };
-        std::thread::sleep(Duration::from_millis(20));
+        wait_for_sleeping_consumer(&r);
         r.try_push_quiet(1).unwrap();
         std::thread::sleep(Duration::from_millis(50));
         assert!(!consumer.is_finished(), "woken before wake()");
@@ -474,7 +486,7 @@ mod tests {
             let r = r.clone();
             std::thread::spawn(move || (r.pop(), r.pop()))
         };
-        std::thread::sleep(Duration::from_millis(20));
+        wait_for_sleeping_consumer(&r);
         let (done, finished) = std::sync::mpsc::channel();
         let producer = r.clone();
         std::thread::spawn(move || {
