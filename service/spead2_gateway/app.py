@@ -12,6 +12,7 @@ watchers end with UNAVAILABLE; the server stops accepting calls and gives in-fli
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -282,7 +283,9 @@ class Gateway:
             stream.stop()
         for stream in self.receive.values():
             if not await asyncio.to_thread(stream.join, grace):
-                logger.warning("stream %s: reader thread did not stop in %g s", stream.name, grace)
+                logger.warning(
+                    "stream %s: watchdog thread did not stop in %g s", stream.name, grace
+                )
         for stream in self.receive.values():
             stream.hub.close("the gateway is shutting down", shutdown=True)
         if self._server is not None:
@@ -332,6 +335,10 @@ async def run(
     except StartupError:
         await gateway.abort_start()
         raise
+    # What exists now (grpcio, protobuf, numpy, the streams) lives as long as the daemon: keep
+    # it out of the cyclic collector's generations, which otherwise walk all of it again and
+    # again while heaps flow (about 5% of the event loop's CPU at 2,000 heaps/s).
+    gc.freeze()
     if ready_file is not None:
         write_ready_file(ready_file, gateway)
     if on_ready is not None:
