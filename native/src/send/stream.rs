@@ -368,9 +368,6 @@ struct State {
     /// Some thread (the sender thread, or a caller sending inline) owns the engine and is
     /// sending. Taken with the queue in one critical section, so groups go out in order.
     busy: bool,
-    /// An inline send stopped on a full socket: the engine holds the rest of its batch for
-    /// the sender thread, which takes it before any queued group.
-    resume: bool,
     /// Set by drop: the sender finishes the queue, then exits.
     stopping: bool,
     /// Set if sending panicked: nothing more is accepted.
@@ -397,24 +394,17 @@ impl Shared {
         self.engine.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// For the sender thread: the next work, taking `busy`; blocks while there is none
-    /// or another thread is sending. None once stopping and drained.
-    fn claim_next(&self) -> Option<Work> {
+    /// For the sender thread: the next group, taking `busy`; blocks while there is none
+    /// or another thread is sending. None once stopping and drained. The flag says whether
+    /// the queue had run dry (the stream was idle).
+    fn claim_next(&self) -> Option<(Queued, bool)> {
         let mut state = self.lock();
         let mut waited = false;
         loop {
             if !state.busy {
-                if state.resume {
-                    state.resume = false;
+                if let Some(group) = state.queue.pop_front() {
                     state.busy = true;
-                    return Some(Work::Resume);
-                }
-                if let Some(queued) = state.queue.pop_front() {
-                    state.busy = true;
-                    return Some(Work::Group {
-                        queued,
-                        was_idle: waited,
-                    });
+                    return Some((group, waited));
                 }
                 if state.stopping {
                     return None;
@@ -429,15 +419,13 @@ impl Shared {
         self.lock().queue.pop_front()
     }
 
-    /// Gives up `busy`; the sender thread takes over whatever was queued meanwhile, and
-    /// first, if the engine stopped on a full socket, the rest of its batch.
-    fn release(&self, progress: Progress) {
+    /// Gives up `busy`; the sender thread takes over whatever was queued meanwhile.
+    fn release(&self) {
         let mut state = self.lock();
         state.busy = false;
-        state.resume = progress == Progress::Blocked;
-        let work = state.resume || !state.queue.is_empty() || state.stopping;
+        let queued = !state.queue.is_empty() || state.stopping;
         drop(state);
-        if work {
+        if queued {
             self.work.notify_one();
         }
     }
@@ -466,17 +454,19 @@ impl Shared {
         }
     }
 
-    /// Runs `work` on the engine, then releases `busy`. A panic fails every pending group
-    /// and closes the stream, so no caller waits forever.
-    fn drive(&self, work: impl FnOnce(&mut Engine, &Shared) -> Progress) {
+    /// Sends `first` (and, if `more`, every group queued while sending) with the engine,
+    /// then releases `busy`. A panic fails every pending group and closes the stream, so
+    /// no caller waits forever.
+    fn send(&self, first: Queued, was_idle: bool, more: bool) {
         let mut engine = self.engine();
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| work(&mut engine, self)));
-        let progress = outcome.unwrap_or_else(|_| {
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            engine.send(self, first, was_idle, more)
+        }));
+        if outcome.is_err() {
             engine.fail_everything(self);
-            Progress::Done
-        });
+        }
         drop(engine);
-        self.release(progress);
+        self.release();
     }
 }
 
@@ -505,7 +495,6 @@ impl Stream {
                 cnt_step: 1,
                 next_id: 0,
                 busy: false,
-                resume: false,
                 stopping: false,
                 closed: false,
             }),
@@ -550,19 +539,16 @@ impl Stream {
 
     /// Sends a group; its result arrives through the returned ticket.
     ///
-    /// When the stream is idle, its writer may run inline and the group is not rate
+    /// When the stream is idle, its writer cannot block for long and the group is not rate
     /// limited, the group is sent on the calling thread before this returns (the ticket is
     /// then already set): a blocking caller would only wait for the sender thread anyway,
-    /// and the two thread switches cost more than packetising a small heap. A writer that
-    /// would have to wait for its peer (a full TCP socket) stops there instead, and the
-    /// sender thread finishes the group and sets the ticket.
+    /// and the two thread switches cost more than packetising a small heap.
     pub fn send_heaps(&self, group: &[HeapRef], mode: GroupMode) -> Result<Ticket, SendError> {
         let slot = Arc::new(TicketSlot::default());
         let inline = self.inline && group.iter().all(|h| self.heap_rate(h) == 0.0);
         let (_, claimed) = self.submit(group, mode, |_| Notify::Ticket(slot.clone()), inline)?;
         if let Some(queued) = claimed {
-            self.shared
-                .drive(|engine, shared| engine.send(shared, queued, true, Mode::Inline));
+            self.shared.send(queued, true, false);
         }
         Ok(Ticket { slot })
     }
@@ -648,7 +634,7 @@ impl Stream {
             rates: group.iter().map(|h| self.heap_rate(h)).collect(),
             notify: notify(id),
         };
-        if inline && !state.busy && !state.resume && state.queue.is_empty() {
+        if inline && !state.busy && state.queue.is_empty() {
             state.busy = true;
             return Ok((id, Some(queued)));
         }
@@ -712,42 +698,9 @@ impl Drop for Stream {
 /// The sender thread: sends queued groups until the stream stops and the queue is drained.
 fn sender_thread(shared: &Shared) {
     rate::reduce_timer_slack();
-    while let Some(work) = shared.claim_next() {
-        match work {
-            Work::Group { queued, was_idle } => {
-                shared.drive(|engine, shared| engine.send(shared, queued, was_idle, Mode::Thread))
-            }
-            Work::Resume => shared.drive(Engine::resume),
-        }
+    while let Some((queued, was_idle)) = shared.claim_next() {
+        shared.send(queued, was_idle, true);
     }
-}
-
-/// What the sender thread takes on next.
-enum Work {
-    Group {
-        queued: Queued,
-        was_idle: bool,
-    },
-    /// The rest of a batch an inline send left (see `State::resume`).
-    Resume,
-}
-
-/// Who runs the engine.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// The sender thread: also takes groups queued meanwhile, and waits on the writer.
-    Thread,
-    /// A blocking caller, for its own group: never waits on a slow peer.
-    Inline,
-}
-
-/// How far the engine got.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Progress {
-    /// Every group it held has completed.
-    Done,
-    /// The writer would have waited for the peer (inline only): the batch is unfinished.
-    Blocked,
 }
 
 /// A group whose packets are being produced or written.
@@ -770,8 +723,6 @@ struct Engine {
     errors: Vec<(usize, io::Error)>,
     /// When the next burst may start.
     deadline: Option<Instant>,
-    /// Bytes of the current batch written before an inline send stopped on a full socket.
-    written: Option<usize>,
 }
 
 impl Engine {
@@ -784,46 +735,26 @@ impl Engine {
             batch: Vec::with_capacity(MAX_BATCH),
             errors: Vec::new(),
             deadline: None,
-            written: None,
         }
     }
 
-    /// Sends `first` (and, from the sender thread, every group queued meanwhile) until
-    /// none is left, or until an inline writer would wait.
-    fn send(&mut self, shared: &Shared, first: Queued, was_idle: bool, mode: Mode) -> Progress {
+    /// Sends `first`, and with `more` every group queued meanwhile, until none is left.
+    fn send(&mut self, shared: &Shared, first: Queued, was_idle: bool, more: bool) {
         if was_idle {
             self.limiter.restart(Instant::now());
         }
         self.in_flight.push_back(InFlight::new(first));
-        self.run(shared, mode)
-    }
-
-    /// Sender thread: finishes the batch an inline send stopped in, then carries on.
-    fn resume(&mut self, shared: &Shared) -> Progress {
-        if let Some(written) = self.written.take() {
-            self.write_batch(Mode::Thread, written);
-            self.complete_finished(shared);
-        }
-        self.run(shared, Mode::Thread)
-    }
-
-    fn run(&mut self, shared: &Shared, mode: Mode) -> Progress {
         while !self.in_flight.is_empty() {
             if let Some(deadline) = self.deadline.take() {
                 rate::sleep_until(deadline);
             }
-            let burst_full = self.fill_batch(shared, mode == Mode::Thread);
-            let stopped = self.write_batch(mode, 0);
+            let burst_full = self.fill_batch(shared, more);
+            self.write_batch();
+            self.complete_finished(shared);
             if burst_full {
                 self.deadline = self.limiter.end_burst(Instant::now());
             }
-            if stopped.is_some() {
-                self.written = stopped;
-                return Progress::Blocked;
-            }
-            self.complete_finished(shared);
         }
-        Progress::Done
     }
 
     /// Produces packets until the batch or the burst is full or no group has any left
@@ -852,11 +783,9 @@ impl Engine {
         false
     }
 
-    /// Writes the batch from byte `from`; inline, returns where it stopped if the writer
-    /// would have waited.
-    fn write_batch(&mut self, mode: Mode, from: usize) -> Option<usize> {
+    fn write_batch(&mut self) {
         if self.batch.is_empty() {
-            return None;
+            return;
         }
         let mut slices = Vec::with_capacity(self.batch.len() * 4);
         let mut ranges = Vec::with_capacity(self.batch.len());
@@ -877,17 +806,7 @@ impl Engine {
                 substream: self.in_flight[group].queued.substreams[heap],
             })
             .collect();
-        let stopped = match (mode, from) {
-            (Mode::Inline, _) => self.writer.write_nowait(&packets, &mut self.errors),
-            (Mode::Thread, 0) => {
-                self.writer.write(&packets, &mut self.errors);
-                None
-            }
-            (Mode::Thread, _) => {
-                self.writer.write_rest(&packets, from, &mut self.errors);
-                None
-            }
-        };
+        self.writer.write(&packets, &mut self.errors);
         drop(packets);
         for (packet, error) in self.errors.drain(..) {
             let Some(&(group, _)) = self.batch.get(packet) else {
@@ -896,7 +815,6 @@ impl Engine {
             let in_flight = &mut self.in_flight[group];
             in_flight.error.get_or_insert(error);
         }
-        stopped
     }
 
     /// Completes the groups all of whose packets have been written.
@@ -920,7 +838,6 @@ impl Engine {
             state.closed = true;
             state.queue.drain(..).collect()
         };
-        self.written = None;
         let pending = self.in_flight.drain(..).map(|f| f.queued).chain(queued);
         for q in pending {
             let heaps = q.generator.len();
@@ -1560,69 +1477,17 @@ mod tests {
         let stream = Stream::new(StreamConfig::default(), Box::new(writer)).unwrap();
         let heaps = [heap_of(10_000), heap_of(1)];
         let group: Vec<HeapRef> = heaps.iter().map(|h| HeapRef::new(h.clone())).collect();
-        let ticket = stream.send_heaps(&group, GroupMode::Serial).unwrap();
-        // The socket took it all at once, so the caller sent it before returning.
-        let sent = ticket.wait_timeout(Duration::ZERO).unwrap().unwrap();
+        let sent = stream
+            .send_heaps(&group, GroupMode::Serial)
+            .unwrap()
+            .wait()
+            .unwrap();
         drop(stream);
         let mut got = Vec::new();
         conn.read_to_end(&mut got).unwrap();
         let want = expected_packets(&[(&heaps[0], 1), (&heaps[1], 2)], GroupMode::Serial).concat();
         assert_eq!(sent, want.len() as u64);
         assert_eq!(got, want);
-    }
-
-    /// A TCP stream whose peer has accepted but reads nothing yet.
-    fn tcp_stream_to_idle_peer() -> (Stream, std::net::TcpStream) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let writer = TcpWriter::connect(listener.local_addr().unwrap(), 65536, None).unwrap();
-        let (conn, _) = listener.accept().unwrap();
-        (
-            Stream::new(StreamConfig::default(), Box::new(writer)).unwrap(),
-            conn,
-        )
-    }
-
-    #[test]
-    fn inline_tcp_send_leaves_a_full_socket_to_the_sender_thread() {
-        let (stream, mut conn) = tcp_stream_to_idle_peer();
-        // Far more than the socket buffers hold while the peer does not read.
-        let big = heap_of(8 << 20);
-        let ticket = stream
-            .send_heaps(&[HeapRef::new(big.clone())], GroupMode::Serial)
-            .unwrap();
-        // send_heaps returned with the heap unfinished: the sender thread has the rest.
-        assert!(ticket.wait_timeout(Duration::from_millis(100)).is_none());
-        let reader = std::thread::spawn(move || {
-            let mut got = Vec::new();
-            conn.read_to_end(&mut got).unwrap();
-            got
-        });
-        let sent = ticket.wait().unwrap();
-        // Sent after the handoff, the next heap follows the first on the wire.
-        let small = heap_of(100);
-        let ticket = stream
-            .send_heaps(&[HeapRef::new(small.clone())], GroupMode::Serial)
-            .unwrap();
-        ticket.wait().unwrap();
-        drop(stream);
-        let got = reader.join().unwrap();
-        let first = expected_packets(&[(&big, 1)], GroupMode::Serial).concat();
-        assert_eq!(sent, first.len() as u64);
-        let want = expected_packets(&[(&big, 1), (&small, 2)], GroupMode::Serial).concat();
-        assert_eq!(got.len(), want.len());
-        assert!(got == want, "the byte stream differs");
-    }
-
-    #[test]
-    fn a_peer_that_goes_away_fails_a_handed_over_send() {
-        let (stream, conn) = tcp_stream_to_idle_peer();
-        let ticket = stream
-            .send_heaps(&[HeapRef::new(heap_of(8 << 20))], GroupMode::Serial)
-            .unwrap();
-        assert!(ticket.wait_timeout(Duration::from_millis(100)).is_none());
-        drop(conn);
-        assert!(ticket.wait().is_err());
-        assert_eq!(stream.outstanding_heaps(), 0);
     }
 }
 

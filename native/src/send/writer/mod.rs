@@ -45,8 +45,8 @@ pub trait Writer: Send {
     /// are always below it.
     fn num_substreams(&self) -> usize;
 
-    /// True if `write_nowait` never waits on a remote peer, so a blocking send may run it on
-    /// the caller's thread (which cannot check for Ctrl-C meanwhile).
+    /// True if `write` never waits on a remote peer, so a blocking send may run it on the
+    /// caller's thread (which cannot check for Ctrl-C meanwhile).
     fn may_run_inline(&self) -> bool {
         false
     }
@@ -55,31 +55,6 @@ pub trait Writer: Send {
     /// with its index in `packets`; later packets are still attempted (for datagrams one
     /// failure says nothing about the next; a stream transport fails the rest itself).
     fn write(&mut self, packets: &[OutPacket<'_>], errors: &mut Vec<(usize, io::Error)>);
-
-    /// Like `write`, but where `write` would wait for a remote peer it stops instead and
-    /// returns how many bytes of `packets` (taken back to back) it wrote; `write_rest`
-    /// finishes the batch later. `None` once everything is written or has failed. Writers
-    /// that never wait for a peer need not override it.
-    fn write_nowait(
-        &mut self,
-        packets: &[OutPacket<'_>],
-        errors: &mut Vec<(usize, io::Error)>,
-    ) -> Option<usize> {
-        self.write(packets, errors);
-        None
-    }
-
-    /// Finishes a batch that `write_nowait` stopped in after `written` bytes, waiting as
-    /// `write` does. Only writers that override `write_nowait` are ever asked to.
-    fn write_rest(
-        &mut self,
-        packets: &[OutPacket<'_>],
-        written: usize,
-        errors: &mut Vec<(usize, io::Error)>,
-    ) {
-        debug_assert_eq!(written, 0, "write_nowait never stops early here");
-        self.write(packets, errors);
-    }
 }
 
 /// Why a writer cannot be constructed.

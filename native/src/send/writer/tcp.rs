@@ -65,79 +65,30 @@ impl TcpWriter {
             .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))
     }
 
-    /// Writes `packets` back to back from byte `from`. Without `wait`, stops where the
-    /// socket is full and returns how many bytes are written by then; failures are put in
-    /// `errors` against every packet not entirely written (the connection is then broken).
-    fn write_from(
-        &self,
-        packets: &[OutPacket<'_>],
-        from: usize,
-        wait: bool,
-        errors: &mut Vec<(usize, io::Error)>,
-    ) -> Option<usize> {
-        let mut slices: Vec<IoSlice<'_>> = packets
-            .iter()
-            .flat_map(|p| p.slices.iter().copied())
-            .collect();
-        match self.write_all(&mut slices, from, wait) {
-            Ok(()) => None,
-            Err(Stop::Full(sent)) => Some(sent),
-            Err(Stop::Failed(sent, error)) => {
-                log::debug!("TCP send failed: {error}");
-                let mut end = 0;
-                for (index, packet) in packets.iter().enumerate() {
-                    end += packet.len();
-                    if end > sent {
-                        errors.push((index, clone_error(&error)));
-                    }
-                }
-                None
-            }
-        }
-    }
-
-    /// Writes `slices` from byte `sent` to the end; see `write_from`.
-    fn write_all(
-        &self,
-        mut slices: &mut [IoSlice<'_>],
-        mut sent: usize,
-        wait: bool,
-    ) -> Result<(), Stop> {
-        IoSlice::advance_slices(&mut slices, sent);
-        // MSG_DONTWAIT makes a single call non-blocking even on a blocking socket (one the
-        // caller passed in), so an inline send never waits for the peer.
-        let flags = if wait {
-            libc::MSG_NOSIGNAL
-        } else {
-            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT
-        };
+    /// Writes all of `slices`; on failure returns the error and how many bytes went out.
+    fn write_all(&self, mut slices: &mut [IoSlice<'_>]) -> Result<(), (usize, io::Error)> {
+        let mut sent = 0;
+        IoSlice::advance_slices(&mut slices, 0);
         while !slices.is_empty() {
             let chunk = &slices[..slices.len().min(MAX_IOV)];
-            match self.socket.send_vectored_with_flags(chunk, flags) {
-                Ok(0) => return Err(Stop::Failed(sent, io::ErrorKind::WriteZero.into())),
+            match self
+                .socket
+                .send_vectored_with_flags(chunk, libc::MSG_NOSIGNAL)
+            {
+                Ok(0) => return Err((sent, io::Error::from(io::ErrorKind::WriteZero))),
                 Ok(n) => {
                     sent += n;
                     IoSlice::advance_slices(&mut slices, n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !wait => {
-                    return Err(Stop::Full(sent))
-                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait_writable(self.socket.as_raw_fd()).map_err(|e| Stop::Failed(sent, e))?;
+                    wait_writable(self.socket.as_raw_fd()).map_err(|e| (sent, e))?;
                 }
-                Err(e) => return Err(Stop::Failed(sent, e)),
+                Err(e) => return Err((sent, e)),
             }
         }
         Ok(())
     }
-}
-
-/// Why `write_all` stopped before the end, with the bytes written by then.
-enum Stop {
-    /// The socket buffer is full (only when not waiting).
-    Full(usize),
-    Failed(usize, io::Error),
 }
 
 impl Writer for TcpWriter {
@@ -145,32 +96,22 @@ impl Writer for TcpWriter {
         1
     }
 
-    /// An inline send writes only what the socket takes at once (`write_nowait`); if the
-    /// peer is slow, the sender thread finishes the batch, and the caller waits for it in a
-    /// way that can be interrupted.
-    fn may_run_inline(&self) -> bool {
-        true
-    }
-
     fn write(&mut self, packets: &[OutPacket<'_>], errors: &mut Vec<(usize, io::Error)>) {
-        self.write_from(packets, 0, true, errors);
-    }
-
-    fn write_nowait(
-        &mut self,
-        packets: &[OutPacket<'_>],
-        errors: &mut Vec<(usize, io::Error)>,
-    ) -> Option<usize> {
-        self.write_from(packets, 0, false, errors)
-    }
-
-    fn write_rest(
-        &mut self,
-        packets: &[OutPacket<'_>],
-        written: usize,
-        errors: &mut Vec<(usize, io::Error)>,
-    ) {
-        self.write_from(packets, written, true, errors);
+        let mut slices: Vec<IoSlice<'_>> = packets
+            .iter()
+            .flat_map(|p| p.slices.iter().copied())
+            .collect();
+        if let Err((sent, error)) = self.write_all(&mut slices) {
+            log::debug!("TCP send failed: {error}");
+            // Every packet not entirely written has failed (the stream is now broken).
+            let mut end = 0;
+            for (index, packet) in packets.iter().enumerate() {
+                end += packet.len();
+                if end > sent {
+                    errors.push((index, clone_error(&error)));
+                }
+            }
+        }
     }
 }
 
