@@ -283,9 +283,7 @@ class Gateway:
             stream.stop()
         for stream in self.receive.values():
             if not await asyncio.to_thread(stream.join, grace):
-                logger.warning(
-                    "stream %s: watchdog thread did not stop in %g s", stream.name, grace
-                )
+                logger.warning("stream %s: reader thread did not stop in %g s", stream.name, grace)
         for stream in self.receive.values():
             stream.hub.close("the gateway is shutting down", shutdown=True)
         if self._server is not None:

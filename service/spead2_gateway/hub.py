@@ -1,8 +1,7 @@
 """Fan-out of one receive stream's heaps to its subscribers.
 
-Whoever drains the stream's ring (the event loop, or the stream's watchdog thread while the
-loop is busy: see ``receiver.py``) calls :meth:`Hub.publish` for each heap; it never waits
-for a subscriber. Each :class:`Subscription` has a bounded queue (heaps and bytes): when a new heap
+The stream's reader thread calls :meth:`Hub.publish` for each heap; it never waits for a
+subscriber. Each :class:`Subscription` has a bounded queue (heaps and bytes): when a new heap
 does not fit, the oldest queued heaps are dropped and counted. Sequence numbers are assigned
 when a heap is queued, so a subscriber sees every drop as a gap, and each message also
 carries the running count of drops.
@@ -15,13 +14,12 @@ queued views keep the received heap's memory alive, so a plan is copied out at o
 (one more copy, and the memory goes back to spead2) when that memory is not the daemon's to
 hold: see :attr:`Envelope.retained_bytes`.
 
-Threads: ``publish`` runs on the event loop or on the watchdog thread; everything else on
-the event loop. One ``threading.Lock`` guards the queues. Waking subscribers from the
-watchdog crosses to the loop with ``call_soon_threadsafe`` (a syscall and a thread wake-up,
-which cost more than the rest of a publish), so it happens only for subscribers actually
-waiting, and at most once until the loop has run it: one wake serves every subscriber of a
-heap, and every heap published while the loop was busy. On the loop itself the wake is a
-plain ``call_soon``.
+Threads: ``publish`` runs on the reader thread; everything else on the event loop. One
+``threading.Lock`` guards the queues. Waking subscribers crosses to the loop with
+``call_soon_threadsafe`` (a syscall and a thread wake-up, which cost more than the rest of
+a publish), so it happens only for subscribers actually waiting, and at most once until the
+loop has run it: one wake serves every subscriber of a heap, and every heap published while
+the loop was busy.
 """
 
 from __future__ import annotations
@@ -157,7 +155,7 @@ class Subscription:
         """Heaps waiting in the queue."""
         return len(self._queue)
 
-    # Publisher (event loop or watchdog), under the hub lock. -----------------------------
+    # Reader thread, under the hub lock. -------------------------------------------------
 
     def _wants(self, envelope: Envelope) -> bool:
         """Applies the incomplete-heap filter and decimation (advancing the count)."""
@@ -222,7 +220,7 @@ class Subscription:
                     self._event.clear()
                     self._waiting = True
             if taken is not None:
-                # Joined outside the lock: the watchdog may publish meanwhile.
+                # Joined outside the lock: the reader thread may publish meanwhile.
                 prefix, bodies = taken
                 return [body.join(prefix) for body in bodies]
             await self._event.wait()
@@ -234,7 +232,7 @@ class Hub:
     def __init__(self, stream: str, loop: asyncio.AbstractEventLoop) -> None:
         self.stream = stream
         self.lock = threading.Lock()
-        self.loop = loop
+        self._loop = loop
         self._subs: dict[int, Subscription] = {}
         self._ids = itertools.count(1)
         self._closed: tuple[str, bool] | None = None
@@ -246,10 +244,7 @@ class Hub:
         """Wakes ``sub`` soon on the loop (caller holds the lock)."""
         self._to_wake.append(sub)
         if len(self._to_wake) == 1:  # no wake pending yet: the loop's callback takes them all
-            if _on_loop(self.loop):
-                self.loop.call_soon(self._run_wakes)
-            else:
-                self.loop.call_soon_threadsafe(self._run_wakes)
+            self._loop.call_soon_threadsafe(self._run_wakes)
 
     def _run_wakes(self) -> None:
         with self.lock:
@@ -297,7 +292,7 @@ class Hub:
         return len(self._subs)
 
     def publish(self, envelope: Envelope) -> None:
-        """Offers a heap to every subscriber; never blocks on one (any thread)."""
+        """Offers a heap to every subscriber; never blocks on one (reader thread)."""
         with self.lock:
             self.published += 1
             takers = [sub for sub in self._subs.values() if sub._wants(envelope)]
@@ -332,14 +327,6 @@ class Hub:
                 for s in self._subs.values()
             ]
             return self.published, self.dropped_total, subs
-
-
-def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether this thread is running ``loop`` (a wake from it needs no self-pipe write)."""
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
 
 
 def make_filter(names: Iterable[str], ids: Iterable[int]) -> ItemFilter | None:

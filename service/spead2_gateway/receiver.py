@@ -1,19 +1,10 @@
 """A receive stream owned by the daemon: read once, decoded once, published to its hub.
 
-The event loop drains each stream's ringbuffer: it watches the ring's file descriptor (which
-the spead2 worker signals at the end of each receive batch, or every few heaps) and takes up
-to ``LOOP_DRAIN_LIMIT`` heaps per wake-up. Draining on a thread of its own cost more: every
-heap then crossed two threads and the GIL twice (worker to reader thread to event loop).
-Per heap it updates a ``spead2.ItemGroup`` (descriptors are tracked per stream), encodes every
-updated item once (``codec`` + ``wire``) and hands the result to the
+Each stream has its own reader thread, which blocks in ``spead2.recv.Stream.get`` (the GIL is
+released while it waits) and so drains the ringbuffer at line rate whatever the event loop is
+doing. Per heap it updates a ``spead2.ItemGroup`` (descriptors are tracked per stream),
+encodes every updated item once (``codec`` + ``wire``) and hands the result to the
 :class:`~spead2_gateway.hub.Hub`, which never blocks.
-
-A busy event loop must still not stall the capture, so each stream also has a watchdog
-thread. Every ``WATCHDOG_INTERVAL`` it looks at the ring: if heaps wait and the loop has not
-drained it since the last look, the thread drains it itself (a lock keeps one drainer at a
-time, so heaps stay in order). Pure-Python work on the loop releases the GIL at least every
-``sys.getswitchinterval()``, so the ring is drained within about 10 ms whatever the loop is
-doing, well within a ring of ``ring_heaps``.
 
 When the spead2 stream stops (a TCP sender disconnects, a stop item with
 ``stop_on_stop_item``, the end of a pcap file) it is reopened if ``restart`` is set; the
@@ -45,10 +36,6 @@ logger = logging.getLogger(__name__)
 RESTART_DELAY = 0.2
 MAX_RESTART_DELAY = 5.0
 LOG_INTERVAL = 10.0
-# Heaps the event loop publishes per wake-up before it serves other callbacks.
-LOOP_DRAIN_LIMIT = 16
-# How often the watchdog looks for a ring the event loop has left waiting (seconds).
-WATCHDOG_INTERVAL = 0.005
 
 
 class _RateLimitedLog:
@@ -80,7 +67,7 @@ def _stat_modes() -> dict[str, bool]:
 
 
 class ReceiveStream:
-    """One configured receive stream, its watchdog thread and its hub."""
+    """One configured receive stream, its reader thread and its hub."""
 
     kind = "receive"
 
@@ -111,10 +98,6 @@ class ReceiveStream:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._item_group = spead2.ItemGroup()
-        self._drain_lock = threading.Lock()  # one drainer at a time keeps heaps in order
-        self._drains = 0  # times a drainer looked at the ring (the watchdog compares)
-        self._ended = False  # the current stream reported Stopped (under the drain lock)
-        self._wake = threading.Event()  # the stream ended or is stopping: watchdog, act now
         self._decode_log = _RateLimitedLog(LOG_INTERVAL)
 
     # Setup -----------------------------------------------------------------------------
@@ -178,27 +161,23 @@ class ReceiveStream:
             )
 
     def start(self) -> None:
-        """Opens the stream (errors propagate: the daemon fails at start), has the event loop
-        drain it, and starts the watchdog (call on the event loop's thread or any other)."""
+        """Opens the stream (errors propagate: the daemon fails at start) and the reader."""
         self._stream = self._open()
         self._set_state("running")
-        self._listen(self._stream)
         self._thread = threading.Thread(
-            target=self._watch, name=f"spead2-gateway-recv-{self.name}", daemon=True
+            target=self._run, name=f"spead2-gateway-recv-{self.name}", daemon=True
         )
         self._thread.start()
 
     def stop(self) -> None:
-        """Stops the spead2 stream; the watchdog publishes what is left and ends soon after
-        (see :meth:`join`)."""
+        """Stops the spead2 stream; the reader thread ends soon after (see :meth:`join`)."""
         self._stopping.set()
         with self._lock:
             if self._stream is not None:
                 self._stream.stop()
-        self._wake.set()
 
     def join(self, timeout: float) -> bool:
-        """Waits for the watchdog thread; True if it ended."""
+        """Waits for the reader thread; True if it ended."""
         if self._thread is None:
             return True
         self._thread.join(timeout)
@@ -210,83 +189,26 @@ class ReceiveStream:
             if self.on_state is not None:
                 self.on_state(self)
 
-    # Draining the ring: the event loop, or the watchdog thread -------------------------
+    # Reader thread ---------------------------------------------------------------------
 
-    def _listen(self, stream: spead2.recv.Stream) -> None:
-        """Has the event loop drain ``stream`` whenever its ring signals (from any thread)."""
-        loop = self.hub.loop
-        loop.call_soon_threadsafe(loop.add_reader, stream.fd, self._ready, stream)
-
-    def _ready(self, stream: spead2.recv.Stream) -> None:
-        """Event loop: the ring has heaps, or has stopped."""
-        if not self._drain_lock.acquire(blocking=False):
-            return  # the watchdog is draining it; the fd stays readable until it has
-        try:
-            ended = self._drain(stream, LOOP_DRAIN_LIMIT)
-        finally:
-            self._drain_lock.release()
-        if ended:
-            self.hub.loop.remove_reader(stream.fd)
-            self._wake.set()
-
-    def _drain(self, stream: spead2.recv.Stream, limit: float, wait: bool = False) -> bool:
-        """Publishes up to ``limit`` queued heaps (with ``wait``, waiting for more, GIL
-        released, until the end); True once ``stream`` has ended (caller holds the drain
-        lock)."""
-        if stream is not self._stream or self._ended:
-            return self._ended
-        self._drains += 1
-        count = 0
-        while count < limit:
-            heap = self._next(stream, wait)
-            if heap is None:
-                return self._ended
-            count += 1
-            self.ring_high_water = max(self.ring_high_water, stream.ringbuffer.size() + 1)
-            self._publish(heap)
-        return False
-
-    def _next(
-        self, stream: spead2.recv.Stream, wait: bool
-    ) -> spead2.recv.Heap | spead2.recv.IncompleteHeap | None:
-        """The next heap, or None if none is queued (without ``wait``) or the stream has
-        ended (then ``_ended`` is set)."""
+    def _run(self) -> None:
         while True:
-            try:
-                return stream.get() if wait else stream.get_nowait()
-            except spead2.Empty:
-                return None
-            except spead2.Stopped:
-                self._ended = True
-                return None
-            except Exception as exc:  # never let a bad read end the daemon: treat it as a stop
-                logger.error("stream %s: receive failed: %s", self.name, exc)
-                stream.stop()
-
-    def _watch(self) -> None:
-        """The watchdog thread: drains the ring itself whenever the event loop has not for
-        a whole interval while heaps waited, and replaces a stream that ended."""
-        seen = -1
-        while True:
-            self._wake.wait(WATCHDOG_INTERVAL)
-            self._wake.clear()
             stream = self._stream
             assert stream is not None
-            if not (self._ended or self._stopping.is_set()):
-                if self._drains == seen and stream.ringbuffer.size() > 0:
-                    with self._drain_lock:  # the loop is stalled: the capture must not be
-                        self._drain(stream, math.inf)
-                seen = self._drains
+            try:
+                heap = stream.get()
+            except spead2.Stopped:
+                if not self._after_stop(stream):
+                    return
                 continue
-            if not self._ended:  # stopping: publish what is left, then the end comes
-                with self._drain_lock:
-                    self._drain(stream, math.inf, wait=True)
-            self.hub.loop.call_soon_threadsafe(self.hub.loop.remove_reader, stream.fd)
-            if not self._after_stop(stream):
-                return
-            self._ended = False
-            assert self._stream is not None
-            self._listen(self._stream)
+            except Exception as exc:  # never let the reader die: treat it as a stop
+                logger.error("stream %s: receive failed: %s", self.name, exc)
+                stream.stop()
+                if not self._after_stop(stream):
+                    return
+                continue
+            self.ring_high_water = max(self.ring_high_water, stream.ringbuffer.size() + 1)
+            self._publish(heap)
 
     def _publish(self, heap: spead2.recv.Heap | spead2.recv.IncompleteHeap) -> None:
         """Decodes, encodes and fans out one heap; a heap that cannot be is counted, skipped."""

@@ -66,7 +66,7 @@ def test_planned_bodies_reference_the_data_and_join_to_the_built_bytes() -> None
 async def test_one_wake_serves_every_waiting_subscriber() -> None:
     hub = Hub("s", asyncio.get_running_loop())
     counting = CountingLoop(asyncio.get_running_loop())
-    hub.loop = counting  # type: ignore[assignment]
+    hub._loop = counting  # type: ignore[assignment]
     subs = [hub.subscribe(None, 1, False, depth=10, max_bytes=LIMIT) for _ in range(4)]
     waiting = [asyncio.ensure_future(sub.next()) for sub in subs]
     await asyncio.sleep(0.01)
@@ -82,7 +82,7 @@ async def test_one_wake_serves_every_waiting_subscriber() -> None:
 async def test_heaps_published_while_the_loop_is_busy_need_one_wake() -> None:
     hub = Hub("s", asyncio.get_running_loop())
     counting = CountingLoop(asyncio.get_running_loop())
-    hub.loop = counting  # type: ignore[assignment]
+    hub._loop = counting  # type: ignore[assignment]
     sub = hub.subscribe(None, 1, False, depth=100, max_bytes=LIMIT)
     waiting = asyncio.ensure_future(sub.next())
     await asyncio.sleep(0.01)
