@@ -14,6 +14,11 @@
 //! Behaviour checked against spead2 4.5.1: no constructor argument is validated (e.g.
 //! `lower > upper` simply makes every request bypass the pool), `initial` buffers are
 //! allocated up front, and the empty-pool warning names the requested size.
+//!
+//! Buffers allocated ahead of need (the `initial` ones and background refills) are made
+//! resident at once, one write per page, as spead2's are filled: a large buffer from the
+//! global allocator is a fresh mapping whose pages would otherwise fault in, one by one, on
+//! the receive path the first time a heap is written into them.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -74,6 +79,20 @@ struct Shared {
     refills: AtomicU64,
 }
 
+/// A buffer of `size` bytes from `allocator` with every page written once (a zero at the
+/// start of each page: the content of a new buffer is not yet meaningful).
+fn allocate_resident(allocator: &dyn Allocator, size: usize) -> io::Result<Buffer> {
+    const PAGE: usize = 4096;
+    let mut buffer = allocator.allocate(size)?;
+    // One write every PAGE bytes from the start, and the last byte: every page the buffer
+    // overlaps, whatever its alignment.
+    let last = buffer.len().checked_sub(1);
+    for at in (0..buffer.len()).step_by(PAGE).chain(last) {
+        buffer[at] = 0;
+    }
+    Ok(buffer)
+}
+
 impl MemoryPool {
     /// Creates the pool and allocates its `initial` buffers. `spawner` enables background
     /// refill (with `config.low_water > 0`).
@@ -84,7 +103,7 @@ impl MemoryPool {
     ) -> io::Result<MemoryPool> {
         let mut initial: Vec<Buffer> = Vec::with_capacity(config.initial);
         for _ in 0..config.initial {
-            initial.push(allocator.allocate(config.upper)?);
+            initial.push(allocate_resident(allocator.as_ref(), config.upper)?);
         }
         let shared = Shared {
             config,
@@ -217,7 +236,7 @@ impl Shared {
     fn refill(&self) -> bool {
         self.refills.fetch_add(1, Ordering::Relaxed);
         while self.free_count.load(Ordering::Relaxed) < self.refill_target() {
-            let buffer = match self.allocator.allocate(self.config.upper) {
+            let buffer = match allocate_resident(self.allocator.as_ref(), self.config.upper) {
                 Ok(buffer) => buffer,
                 Err(e) => {
                     log::warn!("memory pool refill failed: {e}");
@@ -491,6 +510,53 @@ mod tests {
         let alloc = Arc::new(CountingAllocator::default());
         alloc.fail.store(true, Ordering::Relaxed);
         assert!(MemoryPool::new(config(0, 16, 2, 1), None, alloc).is_err());
+    }
+
+    /// (resident, total) pages of the memory under `bytes`.
+    fn resident_pages(bytes: &[u8]) -> (usize, usize) {
+        const PAGE: usize = 4096;
+        let start = bytes.as_ptr() as usize & !(PAGE - 1);
+        let end = bytes.as_ptr() as usize + bytes.len();
+        let pages = (end - start).div_ceil(PAGE);
+        let mut flags = vec![0u8; pages];
+        // SAFETY: `start` is page-aligned and [start, end) lies in mappings of this process
+        // (the pages holding `bytes`); `flags` has the one byte per page mincore writes.
+        let rc =
+            unsafe { libc::mincore(start as *mut libc::c_void, end - start, flags.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore: {}", io::Error::last_os_error());
+        (flags.iter().filter(|&&f| f & 1 == 1).count(), pages)
+    }
+
+    #[test]
+    fn buffers_allocated_ahead_of_need_are_resident() {
+        // Above glibc's largest dynamic mmap threshold (32 MiB), every buffer is a fresh
+        // mapping, none of whose pages is resident until written (checked first, or the
+        // test would prove nothing).
+        let size = 40 << 20;
+        let fresh = DefaultAllocator.allocate(size).unwrap();
+        let (resident, pages) = resident_pages(&fresh);
+        assert!(
+            resident < pages / 4,
+            "{resident} of {pages} pages already resident"
+        );
+        let cfg = PoolConfig {
+            lower: 0,
+            upper: size,
+            max_free: 3,
+            initial: 2,
+            low_water: 1,
+        };
+        let spawner = Arc::new(QueueSpawner::default());
+        let pool = MemoryPool::new(cfg, Some(spawner.clone()), Arc::new(DefaultAllocator)).unwrap();
+        let held: Vec<Buffer> = (0..2).map(|_| pool.allocate(size).unwrap()).collect();
+        // Both initial buffers taken: the refill allocates one more.
+        spawner.run_one();
+        let refilled = pool.allocate(size).unwrap();
+        for buffer in held.iter().chain([&refilled]) {
+            let (resident, pages) = resident_pages(buffer);
+            assert_eq!(resident, pages);
+        }
+        assert_eq!(pool.stats().allocated, 3);
     }
 
     fn refill_config(max_free: usize, initial: usize, low_water: usize) -> PoolConfig {
