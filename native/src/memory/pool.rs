@@ -79,8 +79,8 @@ struct Shared {
     refills: AtomicU64,
 }
 
-/// A buffer of `size` bytes from `allocator` with every page written once (a zero at the
-/// start of each page: the content of a new buffer is not yet meaningful).
+/// A buffer of `size` bytes from `allocator` with every page it spans written once (with
+/// zeros: the content of a new buffer is not yet meaningful).
 fn allocate_resident(allocator: &dyn Allocator, size: usize) -> io::Result<Buffer> {
     const PAGE: usize = 4096;
     let mut buffer = allocator.allocate(size)?;
