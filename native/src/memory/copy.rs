@@ -22,10 +22,9 @@ const MIN_STREAMING: usize = 256;
 const MIN_PREFETCHING: usize = 4096;
 
 /// Where the bytes to copy most likely are, as the reader that holds them knows.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
     /// Just written by the kernel or by us (a received datagram, a read buffer).
-    #[default]
     Cache,
     /// A large buffer in memory, read once from start to end.
     Memory,
