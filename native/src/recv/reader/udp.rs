@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::recv::reader::backlog::Backlog;
 use crate::recv::stats::DropReason;
 use crate::recv::stream::{Batch, StreamShared};
 use crate::thread_pool::{Context, Progress, Reader};
@@ -20,6 +21,12 @@ pub const DEFAULT_MAX_SIZE: usize = 9200;
 pub const DEFAULT_BUFFER_SIZE: usize = 8 * 1024 * 1024;
 /// recvmmsg calls per run before yielding to other readers on the worker.
 const CALLS_PER_RUN: usize = 16;
+/// Datagrams read between two empty reads that mark a stream as fast (`Backlog`): a full
+/// recvmmsg batch had queued up while the worker was away ...
+const FAST_ENTER: usize = 64;
+/// ... and that keep it fast: 8 datagrams over one nap is at least 0.5 Gb/s of 1472-byte
+/// or 3 Gb/s of 9000-byte datagrams, so slower streams fall back to blocking at once.
+const FAST_STAY: usize = 8;
 
 /// How a socket joins a multicast group.
 #[derive(Clone, Copy, Debug)]
@@ -98,6 +105,7 @@ pub struct UdpReader {
     max_size: usize,
     slots: Slots,
     drops: overflow::DropTracker,
+    backlog: Backlog,
 }
 
 impl UdpReader {
@@ -115,6 +123,7 @@ impl UdpReader {
             max_size,
             slots,
             drops: overflow::DropTracker::default(),
+            backlog: Backlog::new(FAST_ENTER, FAST_STAY),
         })
     }
 
@@ -175,13 +184,14 @@ impl Reader for UdpReader {
             }
             let n = match self.slots.receive(self.socket.as_raw_fd()) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Progress::Idle,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.backlog.empty(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::warn!("error reading from UDP socket: {e}");
                     return Progress::Idle;
                 }
             };
+            self.backlog.read(n);
             let mut batch = self.shared.batch();
             for i in 0..n {
                 let received = self.slots.received(i);
