@@ -68,7 +68,43 @@ const WAKER_TOKEN: Token = Token(usize::MAX);
 const NAP: Duration = Duration::from_micros(50);
 /// Naps that catch no fast stream before the worker goes back to blocking on readiness:
 /// they bridge short pauses of the sender; a stream that stops costs this many wake-ups.
-const NAPS_AFTER_BACKLOG: u32 = 4;
+const NAPS_AFTER_FAST: u32 = 4;
+
+/// How a worker waits after a round of running readers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    /// Polls without blocking: work is queued already.
+    Poll,
+    /// Naps, then polls without blocking: a reader's stream is fast.
+    NapThenPoll,
+    /// Blocks until a socket is readable or a task is posted.
+    Block,
+}
+
+/// Chooses between napping and blocking (see [`NAP`]).
+#[derive(Debug, Default)]
+struct Naps {
+    left: u32,
+}
+
+impl Naps {
+    /// A reader reported `Progress::Drained`.
+    fn fast(&mut self) {
+        self.left = NAPS_AFTER_FAST;
+    }
+
+    /// How to wait next; `busy` if readers or tasks are queued.
+    fn next(&mut self, busy: bool) -> Wait {
+        if busy {
+            Wait::Poll
+        } else if self.left > 0 {
+            self.left -= 1;
+            Wait::NapThenPoll
+        } else {
+            Wait::Block
+        }
+    }
+}
 
 /// State shared between a worker thread and the handles that post to it.
 struct WorkerShared {
@@ -127,22 +163,22 @@ impl WorkerState {
         }
     }
 
-    /// Runs one reader once; true if it reported `Progress::Drained`.
-    fn run_reader(&mut self, token: Token) -> bool {
+    /// Runs one reader once; returns what it reported (`Done` if it is gone).
+    fn run_reader(&mut self, token: Token) -> Progress {
         let Some(reader) = self.readers.get_mut(&token) else {
-            return false;
+            return Progress::Done;
         };
         let ctx = Context {
             registry: &self.registry,
             token,
         };
-        match reader.run(&ctx) {
-            Progress::Idle => {}
-            Progress::Drained => return true,
+        let progress = reader.run(&ctx);
+        match progress {
+            Progress::Idle | Progress::Drained => {}
             Progress::More => self.ready.push_back(token),
             Progress::Done => self.remove_reader(token),
         }
-        false
+        progress
     }
 }
 
@@ -342,7 +378,7 @@ fn spawn_worker(index: usize, core: Option<usize>) -> io::Result<Worker> {
 fn worker_loop(mut poll: Poll, mut state: WorkerState, shared: Arc<WorkerShared>) {
     CURRENT_WORKER.with(|c| c.set(Arc::as_ptr(&shared)));
     let mut events = Events::with_capacity(256);
-    let mut naps_left = 0;
+    let mut naps = Naps::default();
     loop {
         let tasks: VecDeque<Task> =
             std::mem::take(&mut *shared.tasks.lock().unwrap_or_else(|e| e.into_inner()));
@@ -355,8 +391,8 @@ fn worker_loop(mut poll: Poll, mut state: WorkerState, shared: Arc<WorkerShared>
         // Run each ready reader once per round so one busy reader cannot starve the others.
         for _ in 0..state.ready.len() {
             if let Some(token) = state.ready.pop_front() {
-                if state.run_reader(token) {
-                    naps_left = NAPS_AFTER_BACKLOG;
+                if state.run_reader(token) == Progress::Drained {
+                    naps.fast();
                 }
             }
         }
@@ -366,14 +402,13 @@ fn worker_loop(mut poll: Poll, mut state: WorkerState, shared: Arc<WorkerShared>
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .is_empty();
-        let timeout = if busy {
-            Some(Duration::ZERO)
-        } else if naps_left > 0 {
-            naps_left -= 1;
-            std::thread::sleep(NAP);
-            Some(Duration::ZERO)
-        } else {
-            None
+        let timeout = match naps.next(busy) {
+            Wait::Poll => Some(Duration::ZERO),
+            Wait::NapThenPoll => {
+                std::thread::sleep(NAP);
+                Some(Duration::ZERO)
+            }
+            Wait::Block => None,
         };
         if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
@@ -454,16 +489,22 @@ mod tests {
         }
     }
 
+    /// Waits (up to 5 s) for `want` runs, then checks there were exactly that many.
+    fn wait_for_runs(runs: &AtomicUsize, want: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while runs.load(Ordering::SeqCst) < want && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), want);
+    }
+
     #[test]
     fn notify_runs_an_idle_reader_and_remove_stops_it() {
         let pool = ThreadPool::new(1, &[]).unwrap();
         let runs = Arc::new(AtomicUsize::new(0));
         let handle = pool.add_reader(Box::new(Idle(runs.clone())));
         handle.notify();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while runs.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_for_runs(&runs, 2);
         handle.remove();
         let after = runs.load(Ordering::SeqCst);
         assert_eq!(after, 2, "one run on add, one on notify");
@@ -480,30 +521,39 @@ mod tests {
         }
     }
 
-    fn wait_for_runs(runs: &AtomicUsize, want: usize) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while runs.load(Ordering::SeqCst) < want && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        assert_eq!(runs.load(Ordering::SeqCst), want);
-    }
-
     #[test]
-    fn a_napping_worker_runs_tasks_and_notified_readers_but_nothing_else() {
+    fn a_drained_reader_runs_again_only_when_notified() {
         let pool = ThreadPool::new(1, &[]).unwrap();
         let runs = Arc::new(AtomicUsize::new(0));
         let handle = pool.add_reader(Box::new(Draining(runs.clone())));
         wait_for_runs(&runs, 1);
-        let (tx, rx) = mpsc::channel();
-        pool.spawn(Box::new(move || tx.send(()).unwrap()));
-        rx.recv_timeout(Duration::from_secs(5)).unwrap();
         handle.notify();
         wait_for_runs(&runs, 2);
-        // Longer than all the naps after a backlog: they poll, they do not rerun readers.
-        std::thread::sleep(NAP * NAPS_AFTER_BACKLOG * 10);
+        // Longer than all the naps after a fast stream: they poll, they do not rerun readers.
+        std::thread::sleep(NAP * NAPS_AFTER_FAST * 10);
         assert_eq!(runs.load(Ordering::SeqCst), 2);
         handle.notify();
         wait_for_runs(&runs, 3);
         pool.stop();
+    }
+
+    #[test]
+    fn a_fast_stream_means_naps_then_blocking_and_queued_work_never_waits() {
+        let mut naps = Naps::default();
+        assert_eq!(naps.next(false), Wait::Block);
+        assert_eq!(naps.next(true), Wait::Poll);
+        naps.fast();
+        // Queued work is polled for at once, without using up a nap.
+        assert_eq!(naps.next(true), Wait::Poll);
+        for _ in 0..NAPS_AFTER_FAST - 1 {
+            assert_eq!(naps.next(false), Wait::NapThenPoll);
+        }
+        // Each fast report starts the naps afresh.
+        naps.fast();
+        for _ in 0..NAPS_AFTER_FAST {
+            assert_eq!(naps.next(false), Wait::NapThenPoll);
+        }
+        assert_eq!(naps.next(false), Wait::Block);
+        assert_eq!(naps.next(false), Wait::Block);
     }
 }

@@ -1,30 +1,36 @@
 //! Tells a socket reader that keeps falling behind a fast stream from one that is merely idle,
-//! so that the worker can nap and poll rather than block (see `thread_pool::NAP`).
+//! so that its worker can nap and poll rather than block (see `thread_pool::NAP`).
+
+use std::time::{Duration, Instant};
 
 use crate::thread_pool::Progress;
 
-/// Counts what a reader took from its socket between two empty reads, with hysteresis: a
-/// stream turns "fast" when one such stretch reaches `enter` units (datagrams, bytes) and
-/// stays fast while every stretch reaches `stay`.
+/// Counts the datagrams a reader took from its socket between two empty reads, with
+/// hysteresis: a stream turns fast when one such stretch reaches `enter`, and stays fast while
+/// every stretch reaches `stay` and follows the previous one within `gap`.
 #[derive(Debug)]
 pub struct Backlog {
-    since_empty: usize,
     enter: usize,
     stay: usize,
+    gap: Duration,
+    since_empty: usize,
     fast: bool,
+    last_empty: Option<Instant>,
 }
 
 impl Backlog {
-    pub const fn new(enter: usize, stay: usize) -> Backlog {
+    pub const fn new(enter: usize, stay: usize, gap: Duration) -> Backlog {
         Backlog {
-            since_empty: 0,
             enter,
             stay,
+            gap,
+            since_empty: 0,
             fast: false,
+            last_empty: None,
         }
     }
 
-    /// Records `n` units read.
+    /// Records `n` datagrams read.
     pub fn read(&mut self, n: usize) {
         self.since_empty = self.since_empty.saturating_add(n);
     }
@@ -32,9 +38,21 @@ impl Backlog {
     /// The socket is empty: `Drained` while the stream is fast, else `Idle`. Starts counting
     /// afresh.
     pub fn empty(&mut self) -> Progress {
-        let needed = if self.fast { self.stay } else { self.enter };
+        self.empty_at(Instant::now())
+    }
+
+    fn empty_at(&mut self, now: Instant) -> Progress {
+        let recent = self
+            .last_empty
+            .is_some_and(|last| now.saturating_duration_since(last) <= self.gap);
+        let needed = if self.fast && recent {
+            self.stay
+        } else {
+            self.enter
+        };
         self.fast = self.since_empty >= needed;
         self.since_empty = 0;
+        self.last_empty = Some(now);
         if self.fast {
             Progress::Drained
         } else {
@@ -47,27 +65,45 @@ impl Backlog {
 mod tests {
     use super::*;
 
+    const GAP: Duration = Duration::from_millis(1);
+
+    /// Reads `n` then finds the socket empty, `after` the previous empty read.
+    fn stretch(backlog: &mut Backlog, clock: &mut Instant, after: Duration, n: usize) -> Progress {
+        *clock += after;
+        backlog.read(n);
+        backlog.empty_at(*clock)
+    }
+
     #[test]
-    fn fast_from_a_large_stretch_while_stretches_stay_large() {
-        let mut backlog = Backlog::new(64, 8);
-        assert_eq!(backlog.empty(), Progress::Idle);
-        backlog.read(63);
-        assert_eq!(backlog.empty(), Progress::Idle);
+    fn fast_from_a_large_stretch_while_stretches_stay_large_and_close() {
+        let mut backlog = Backlog::new(64, 8, GAP);
+        let mut t = Instant::now();
+        let soon = Duration::from_micros(100);
+        assert_eq!(stretch(&mut backlog, &mut t, soon, 0), Progress::Idle);
+        assert_eq!(stretch(&mut backlog, &mut t, soon, 63), Progress::Idle);
         // One stretch of 64 (over several reads) makes it fast ...
         backlog.read(60);
-        backlog.read(4);
-        assert_eq!(backlog.empty(), Progress::Drained);
-        // ... and stretches of 8 keep it so, counted afresh after each empty read.
-        backlog.read(8);
-        assert_eq!(backlog.empty(), Progress::Drained);
-        backlog.read(7);
-        assert_eq!(backlog.empty(), Progress::Idle);
-        // Once slow, 8 is not enough again.
-        backlog.read(8);
-        assert_eq!(backlog.empty(), Progress::Idle);
+        assert_eq!(stretch(&mut backlog, &mut t, soon, 4), Progress::Drained);
+        // ... and stretches of 8 keep it so, counted afresh after each empty read ...
+        assert_eq!(stretch(&mut backlog, &mut t, soon, 8), Progress::Drained);
+        assert_eq!(stretch(&mut backlog, &mut t, GAP, 8), Progress::Drained);
+        assert_eq!(stretch(&mut backlog, &mut t, soon, 7), Progress::Idle);
+        // ... and once slow, 8 is not enough again.
+        assert_eq!(stretch(&mut backlog, &mut t, soon, 8), Progress::Idle);
         backlog.read(usize::MAX);
-        backlog.read(1);
-        assert_eq!(backlog.empty(), Progress::Drained);
-        assert_eq!(backlog.empty(), Progress::Idle);
+        assert_eq!(stretch(&mut backlog, &mut t, soon, 1), Progress::Drained);
+        assert_eq!(stretch(&mut backlog, &mut t, soon, 0), Progress::Idle);
+    }
+
+    #[test]
+    fn a_pause_longer_than_the_gap_ends_a_fast_stream() {
+        let mut backlog = Backlog::new(64, 8, GAP);
+        let mut t = Instant::now();
+        assert_eq!(stretch(&mut backlog, &mut t, GAP, 64), Progress::Drained);
+        // A burst of 63 after a pause is a burst, not a fast stream ...
+        let pause = GAP + Duration::from_micros(1);
+        assert_eq!(stretch(&mut backlog, &mut t, pause, 63), Progress::Idle);
+        // ... while a full backlog after one still is.
+        assert_eq!(stretch(&mut backlog, &mut t, pause, 64), Progress::Drained);
     }
 }

@@ -8,6 +8,7 @@ mod slots;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -21,12 +22,15 @@ pub const DEFAULT_MAX_SIZE: usize = 9200;
 pub const DEFAULT_BUFFER_SIZE: usize = 8 * 1024 * 1024;
 /// recvmmsg calls per run before yielding to other readers on the worker.
 const CALLS_PER_RUN: usize = 16;
-/// Datagrams read between two empty reads that mark a stream as fast (`Backlog`): a full
-/// recvmmsg batch had queued up while the worker was away ...
+/// Datagrams (GRO segments counted one by one) read between two empty reads that mark a
+/// stream as fast (`Backlog`): a plain recvmmsg batch's worth queued up while the worker was
+/// away ...
 const FAST_ENTER: usize = 64;
 /// ... and that keep it fast: 8 datagrams in one nap of about 130 us is 0.7 Gb/s of
-/// 1472-byte or 4.4 Gb/s of 9000-byte datagrams; slower streams fall back to blocking.
+/// 1472-byte or 4.4 Gb/s of 9000-byte datagrams; slower streams fall back to blocking ...
 const FAST_STAY: usize = 8;
+/// ... as does one that pauses for longer than the worker's naps after a fast stretch.
+const FAST_GAP: Duration = Duration::from_millis(1);
 
 /// How a socket joins a multicast group.
 #[derive(Clone, Copy, Debug)]
@@ -123,7 +127,7 @@ impl UdpReader {
             max_size,
             slots,
             drops: overflow::DropTracker::default(),
-            backlog: Backlog::new(FAST_ENTER, FAST_STAY),
+            backlog: Backlog::new(FAST_ENTER, FAST_STAY, FAST_GAP),
         })
     }
 
@@ -191,10 +195,10 @@ impl Reader for UdpReader {
                     return Progress::Idle;
                 }
             };
-            self.backlog.read(n);
             let mut batch = self.shared.batch();
             for i in 0..n {
                 let received = self.slots.received(i);
+                self.backlog.read(received.datagrams());
                 if let Some(reading) = received.overflow {
                     let dropped = self.drops.advance(reading);
                     if dropped > 0 {
@@ -297,6 +301,21 @@ mod tests {
             receive_all(&socket, &mut slots, 3),
             [(1000, None), (1000, None), (300, None)]
         );
+    }
+
+    #[test]
+    fn a_coalesced_datagram_counts_as_its_segments() {
+        let data = [0u8; 10_300];
+        let received = |segment| Received {
+            data: &data,
+            segment,
+            truncated: false,
+            overflow: None,
+        };
+        assert_eq!(received(Some(1000)).datagrams(), 11);
+        assert_eq!(received(Some(10_300)).datagrams(), 1);
+        assert_eq!(received(None).datagrams(), 1);
+        assert_eq!(received(Some(0)).datagrams(), 1);
     }
 
     #[test]

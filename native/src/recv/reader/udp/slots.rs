@@ -29,6 +29,16 @@ pub(super) struct Received<'a> {
     pub overflow: Option<u32>,
 }
 
+impl Received<'_> {
+    /// The datagrams the sender sent that this one stands for: its GRO segments, or 1.
+    pub fn datagrams(&self) -> usize {
+        match self.segment {
+            Some(segment) if segment > 0 => self.data.len().div_ceil(segment),
+            _ => 1,
+        }
+    }
+}
+
 pub(super) struct Slots {
     /// The buffers of all slots, back to back, `slot_len` bytes each.
     storage: Vec<u8>,
