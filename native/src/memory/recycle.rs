@@ -169,7 +169,11 @@ mod tests {
     fn buffers_outliving_their_recycler_are_simply_freed() {
         let recycler = Recycler::new();
         let buffer = recycler.allocate(64).unwrap();
+        let shared = Arc::downgrade(&recycler.shared);
         drop(recycler);
+        // A live buffer does not keep the free list alive ...
+        assert!(shared.upgrade().is_none());
+        // ... and, finding it gone, is freed rather than given back.
         drop(buffer);
     }
 }
