@@ -797,9 +797,19 @@ def gateway_run(
 
 
 def bare_run(
-    env: Env, opts: GatewayOptions, heap_size: int, subscribers: int, client: str
+    env: Env,
+    opts: GatewayOptions,
+    heap_size: int,
+    subscribers: int,
+    client: str,
+    relay: bool = False,
 ) -> Result:
-    """The ceiling: a bare grpcio server streaming pre-built messages to the same clients."""
+    """The ceiling: a bare grpcio server streaming pre-built messages to the same clients.
+
+    With ``relay``, the input floor instead: the same server relaying each payload from a raw
+    TCP feed (``raw_feed.py``), for one subscriber.
+    """
+    relay_port = free_port("tcp") if relay else 0
     server, port = start_listener(
         env,
         env.ours,
@@ -811,18 +821,26 @@ def bare_run(
             str(opts.heaps),
             "--subscribers",
             str(subscribers),
+            "--relay-port",
+            str(relay_port),
             *(["--fragment-bytes", str(opts.fragment_bytes)] if opts.fragment_bytes else []),
         ],
     )
     procs = [server]
     try:
         cpu_before = cpu_seconds(server.pid)
-        procs += [
+        if relay:
+            feed_args = ["--port", str(relay_port), "--heap-size", str(heap_size)]
+            feed_args += ["--heaps", str(opts.heaps)]
+            procs.append(spawn(env, [env.ours, str(WORKLOADS / "raw_feed.py"), *feed_args]))
+        subs = [
             spawn(env, subscriber_cmd(env, opts, client, f"127.0.0.1:{port}", i, 0))
             for i in range(subscribers)
         ]
-        subs = collect_subscribers(procs[1:], timeout=120)
+        procs += subs
+        results = collect_subscribers(subs, timeout=120)
         server_cpu = cpu_seconds(server.pid) - cpu_before
+        fed = finish_listener(procs[1], "raw_feed.py") if relay else None
     finally:
         if server.poll() is None:
             server.send_signal(signal.SIGTERM)
@@ -831,7 +849,10 @@ def bare_run(
             except subprocess.TimeoutExpired:
                 pass
         kill_all(procs)
-    return combine(subs, opts.heaps, server_cpu)
+    result = combine(results, opts.heaps, server_cpu)
+    if fed is not None:
+        result["sender_cpu_ms"] = fed["cpu_ms_per_heap"]
+    return result
 
 
 def gateway_throughput(
@@ -844,6 +865,13 @@ def gateway_throughput(
     return gateway_run(
         env, opts, heap_size, subscribers, client, window, opts.heaps, opts.transport
     )
+
+
+def floor_throughput(
+    env: Env, opts: GatewayOptions, heap_size: int, client: str, lib: str
+) -> Result:
+    """'ours' = the input floor (raw TCP relayed by the bare server), 'peer' = the ceiling."""
+    return bare_run(env, opts, heap_size, 1, client, relay=lib == "ours")
 
 
 def gateway_latency(
@@ -975,6 +1003,21 @@ def suite_gateway(env: Env, opts: GatewayOptions) -> None:
                 GATEWAY_THROUGHPUT,
                 partial(gateway_throughput, env, opts, heap_size, subscribers, client),
             )
+    print_header(
+        "gateway input floor: the bare server relaying each 1 MiB payload as raw bytes from a "
+        "TCP socket (raw_feed.py, sendall), vs the same server's pre-built messages; one "
+        "subscriber. The most any gateway with socket input could reach on this machine",
+        ours="relay",
+        peer="bare",
+    )
+    for client in clients:
+        compare(
+            env,
+            "gateway-floor",
+            f"{client} client, 1 subscriber",
+            GATEWAY_THROUGHPUT,
+            partial(floor_throughput, env, opts, heap_size, client),
+        )
     if opts.latency_rate <= 0:
         return
     gbps = opts.latency_rate * heap_size * 8 / 1e9

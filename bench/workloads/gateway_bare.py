@@ -11,6 +11,13 @@ numbered stream cannot avoid that one concatenation.
 
 Waits until --subscribers subscriptions are open, then streams --heaps heaps to each, then a
 heap marked ``end_of_stream``. Prints ``READY <port>`` once serving; runs until SIGTERM.
+
+With --relay-port it is instead the **input floor**: the least any gateway could do with input
+arriving over a socket. It accepts one TCP connection on that port (from ``raw_feed.py``) and,
+for its one subscriber, reads each heap's payload as raw bytes straight off that socket into
+the buffer the message is joined from (in a thread, as a capture would), then sends the
+message exactly as above. No SPEAD, no heap assembly, no decoding, no hub: a SPEAD gateway
+does all this work and more, so it cannot beat this relay on the same machine.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import socket
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -36,24 +45,31 @@ FIRST_CNT = 1000  # as gateway_send.py
 _TAG_HEAP_CNT = b"\x10"  # Heap.cnt = 2, varint
 
 
-def prebuilt_bodies(heap_size: int, fragment_bytes: int) -> list[bytes]:
-    """The shared part of every message of one heap, as the daemon would encode it."""
+def planned_bodies(payload: memoryview, fragment_bytes: int) -> list[wire.Fragment]:
+    """The shared part of every message of one heap, as the daemon would encode it, with the
+    payload item's data a view of ``payload``."""
     stamp = Timestamp()
     stamp.GetCurrentTime()
     header = pb.Heap(stream="bench", cnt=FIRST_CNT, received=stamp).SerializeToString()
-    payload = np.arange(heap_size, dtype=np.uint64).astype(np.uint8)
     timestamp = np.array(stamp.ToNanoseconds(), dtype=np.uint64)
     items = [
         wire.EncodedItem.from_proto(
-            pb.Item(id=0x1000, name="payload", dtype="|u1", shape=[heap_size]),
-            memoryview(payload).cast("B"),
+            pb.Item(id=0x1000, name="payload", dtype="|u1", shape=[len(payload)]),
+            payload,
         ),
         wire.EncodedItem.from_proto(
             pb.Item(id=0x1001, name="timestamp", dtype="<u8", shape=[]),
             memoryview(timestamp.reshape(1).view(np.uint8)).cast("B"),
         ),
     ]
-    return wire.build_fragments(header, items, fragment_bytes)
+    return wire.plan_fragments(header, items, fragment_bytes)
+
+
+def prebuilt_bodies(heap_size: int, fragment_bytes: int) -> list[bytes]:
+    """:func:`planned_bodies` of a fixed payload, joined once."""
+    payload = np.arange(heap_size, dtype=np.uint64).astype(np.uint8)
+    fragments = planned_bodies(memoryview(payload).cast("B"), fragment_bytes)
+    return [fragment.join(b"") for fragment in fragments]
 
 
 class Bare:
@@ -72,17 +88,76 @@ class Bare:
         if self.joined >= self.subscribers:
             self.all_joined.set()
         await self.all_joined.wait()
-        bodies = self.bodies
         for seq in range(1, self.heaps + 1):
             tail = _TAG_HEAP_CNT + wire.varint(FIRST_CNT + seq - 1)
             prefix = wire.subscriber_prefix(seq, 0)
-            for body in bodies:
-                yield b"".join((prefix, body, tail))
+            for body in await self.next_bodies():
+                yield b"".join((prefix, *body, tail))
         yield wire.subscriber_prefix(self.heaps + 1, 0) + self.end
+
+    async def next_bodies(self) -> list[tuple[bytes | memoryview, ...]]:
+        """The next heap's message bodies, as pieces."""
+        return [(body,) for body in self.bodies]
+
+
+class Relay(Bare):
+    """The input floor: each heap's payload read off a raw TCP socket (one subscriber).
+
+    A reader thread fills a ring of payload buffers with blocking reads (the GIL released)
+    while the event loop sends, as a capture thread would; a buffer is reused only after the
+    message joined from it has been built.
+    """
+
+    RING = 4
+
+    def __init__(self, listener: socket.socket, heap_size: int, fragment_bytes: int, heaps: int):
+        super().__init__([], heaps, 1)
+        self.buffers = [bytearray(heap_size) for _ in range(self.RING)]
+        self.plans = [planned_bodies(memoryview(b), fragment_bytes) for b in self.buffers]
+        self.listener = listener
+        self.free = threading.Semaphore(self.RING)
+        self.filled: asyncio.Queue[int] = asyncio.Queue()
+        self.taken = 0
+        self.reader: threading.Thread | None = None
+
+    def read_heaps(self, loop: asyncio.AbstractEventLoop) -> None:
+        feed, _ = self.listener.accept()
+        with feed:
+            for index in range(self.heaps):
+                self.free.acquire()
+                view = memoryview(self.buffers[index % self.RING])
+                got = 0
+                while got < len(view):
+                    n = feed.recv_into(view[got:])
+                    if n == 0:
+                        raise RuntimeError(f"the feed ended {len(view) - got} bytes short")
+                    got += n
+                loop.call_soon_threadsafe(self.filled.put_nowait, index % self.RING)
+
+    async def next_bodies(self) -> list[tuple[bytes | memoryview, ...]]:
+        if self.reader is None:
+            loop = asyncio.get_running_loop()
+            self.reader = threading.Thread(target=self.read_heaps, args=(loop,), daemon=True)
+            self.reader.start()
+        elif self.taken:
+            self.free.release()  # the previous heap's messages are joined by now
+        index = await self.filled.get()
+        self.taken += 1
+        return [fragment.pieces for fragment in self.plans[index]]
+
+
+def make_servicer(args: argparse.Namespace) -> Bare:
+    if not args.relay_port:
+        bodies = prebuilt_bodies(args.heap_size, args.fragment_bytes)
+        return Bare(bodies, args.heaps, args.subscribers)
+    if args.subscribers != 1:
+        raise SystemExit("--relay-port serves exactly one subscriber")
+    listener = socket.create_server(("127.0.0.1", args.relay_port))
+    return Relay(listener, args.heap_size, args.fragment_bytes, args.heaps)
 
 
 async def serve(args: argparse.Namespace) -> None:
-    bare = Bare(prebuilt_bodies(args.heap_size, args.fragment_bytes), args.heaps, args.subscribers)
+    bare = make_servicer(args)
     handler = grpc.unary_stream_rpc_method_handler(
         bare.subscribe,
         request_deserializer=pb.SubscribeRequest.FromString,
@@ -111,6 +186,9 @@ def main() -> None:
     parser.add_argument("--heaps", type=int, required=True)
     parser.add_argument("--subscribers", type=int, default=1)
     parser.add_argument("--fragment-bytes", type=int, default=SubscribeConfig().fragment_bytes)
+    parser.add_argument(
+        "--relay-port", type=int, default=0, help="the input floor: payload from raw TCP"
+    )
     parser.add_argument(
         "--option", action="append", default=[], help="extra server option NAME=INT (tuning)"
     )
