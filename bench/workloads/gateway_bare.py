@@ -17,7 +17,7 @@ arriving over a socket. It accepts one TCP connection on that port (from ``raw_f
 for its one subscriber, reads each heap's payload as raw bytes straight off that socket into
 the buffer the message is joined from (in a thread, as a capture would), then sends the
 message exactly as above. No SPEAD, no heap assembly, no decoding, no hub: a SPEAD gateway
-does all this work and more, so it cannot beat this relay on the same machine.
+does this work and more, so on the same machine it can at best come level with this relay.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def prebuilt_bodies(heap_size: int, fragment_bytes: int) -> list[bytes]:
 
 class Bare:
     def __init__(self, bodies: list[bytes], heaps: int, subscribers: int) -> None:
-        self.bodies = bodies
+        self.bodies: list[tuple[bytes | memoryview, ...]] = [(body,) for body in bodies]
         self.heaps = heaps
         self.subscribers = subscribers
         self.joined = 0
@@ -97,7 +97,7 @@ class Bare:
 
     async def next_bodies(self) -> list[tuple[bytes | memoryview, ...]]:
         """The next heap's message bodies, as pieces."""
-        return [(body,) for body in self.bodies]
+        return self.bodies
 
 
 class Relay(Bare):
@@ -117,10 +117,10 @@ class Relay(Bare):
         self.listener = listener
         self.free = threading.Semaphore(self.RING)
         self.filled: asyncio.Queue[int] = asyncio.Queue()
-        self.taken = 0
         self.reader: threading.Thread | None = None
 
     def read_heaps(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Reader thread: fills the ring, then -1 if the feed ends early."""
         feed, _ = self.listener.accept()
         with feed:
             for index in range(self.heaps):
@@ -130,7 +130,8 @@ class Relay(Bare):
                 while got < len(view):
                     n = feed.recv_into(view[got:])
                     if n == 0:
-                        raise RuntimeError(f"the feed ended {len(view) - got} bytes short")
+                        loop.call_soon_threadsafe(self.filled.put_nowait, -1)
+                        return
                     got += n
                 loop.call_soon_threadsafe(self.filled.put_nowait, index % self.RING)
 
@@ -139,10 +140,11 @@ class Relay(Bare):
             loop = asyncio.get_running_loop()
             self.reader = threading.Thread(target=self.read_heaps, args=(loop,), daemon=True)
             self.reader.start()
-        elif self.taken:
+        else:
             self.free.release()  # the previous heap's messages are joined by now
         index = await self.filled.get()
-        self.taken += 1
+        if index < 0:
+            raise RuntimeError("the raw feed ended before the last heap")
         return [fragment.pieces for fragment in self.plans[index]]
 
 
