@@ -1006,7 +1006,7 @@ def suite_gateway(env: Env, opts: GatewayOptions) -> None:
     print_header(
         "gateway input floor: the bare server relaying each 1 MiB payload as raw bytes from a "
         "TCP socket (raw_feed.py, sendall), vs the same server's pre-built messages; one "
-        "subscriber. The most any gateway with socket input could reach on this machine",
+        "subscriber: what a gateway that did nothing but read its input would reach",
         ours="relay",
         peer="bare",
     )
