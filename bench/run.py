@@ -829,10 +829,12 @@ def bare_run(
     procs = [server]
     try:
         cpu_before = cpu_seconds(server.pid)
+        feed = None
         if relay:
             feed_args = ["--port", str(relay_port), "--heap-size", str(heap_size)]
             feed_args += ["--heaps", str(opts.heaps)]
-            procs.append(spawn(env, [env.ours, str(WORKLOADS / "raw_feed.py"), *feed_args]))
+            feed = spawn(env, [env.ours, str(WORKLOADS / "raw_feed.py"), *feed_args])
+            procs.append(feed)
         subs = [
             spawn(env, subscriber_cmd(env, opts, client, f"127.0.0.1:{port}", i, 0))
             for i in range(subscribers)
@@ -840,7 +842,7 @@ def bare_run(
         procs += subs
         results = collect_subscribers(subs, timeout=120)
         server_cpu = cpu_seconds(server.pid) - cpu_before
-        fed = finish_listener(procs[1], "raw_feed.py") if relay else None
+        fed = finish_listener(feed, "raw_feed.py") if feed else None
     finally:
         if server.poll() is None:
             server.send_signal(signal.SIGTERM)

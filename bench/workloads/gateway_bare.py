@@ -12,12 +12,12 @@ numbered stream cannot avoid that one concatenation.
 Waits until --subscribers subscriptions are open, then streams --heaps heaps to each, then a
 heap marked ``end_of_stream``. Prints ``READY <port>`` once serving; runs until SIGTERM.
 
-With --relay-port it is instead the **input floor**: the least any gateway could do with input
-arriving over a socket. It accepts one TCP connection on that port (from ``raw_feed.py``) and,
-for its one subscriber, reads each heap's payload as raw bytes straight off that socket into
-the buffer the message is joined from (in a thread, as a capture would), then sends the
-message exactly as above. No SPEAD, no heap assembly, no decoding, no hub: a SPEAD gateway
-does this work and more, so on the same machine it can at best come level with this relay.
+With --relay-port it is instead the **input floor**: the ceiling plus the least a gateway
+with socket input must do. It accepts one TCP connection on that port (from ``raw_feed.py``)
+and, for its one subscriber, reads each heap's payload as raw bytes straight off that socket
+into the buffer the message is joined from (one read per heap, in a thread, as a capture
+would), then sends the message exactly as above. No SPEAD, no heap assembly, no decoding, no
+hub: a SPEAD gateway does this work and more on top, on the same two cores.
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ FIRST_CNT = 1000  # as gateway_send.py
 _TAG_HEAP_CNT = b"\x10"  # Heap.cnt = 2, varint
 
 
-def planned_bodies(payload: memoryview, fragment_bytes: int) -> list[wire.Fragment]:
-    """The shared part of every message of one heap, as the daemon would encode it, with the
-    payload item's data a view of ``payload``."""
+def heap_parts(payload: memoryview) -> tuple[bytes, list[wire.EncodedItem]]:
+    """The header and items of one heap as the daemon would encode them, the payload item's
+    data a view of ``payload``."""
     stamp = Timestamp()
     stamp.GetCurrentTime()
     header = pb.Heap(stream="bench", cnt=FIRST_CNT, received=stamp).SerializeToString()
@@ -62,14 +62,13 @@ def planned_bodies(payload: memoryview, fragment_bytes: int) -> list[wire.Fragme
             memoryview(timestamp.reshape(1).view(np.uint8)).cast("B"),
         ),
     ]
-    return wire.plan_fragments(header, items, fragment_bytes)
+    return header, items
 
 
 def prebuilt_bodies(heap_size: int, fragment_bytes: int) -> list[bytes]:
-    """:func:`planned_bodies` of a fixed payload, joined once."""
+    """The shared part of every message of one heap with a fixed payload, encoded once."""
     payload = np.arange(heap_size, dtype=np.uint64).astype(np.uint8)
-    fragments = planned_bodies(memoryview(payload).cast("B"), fragment_bytes)
-    return [fragment.join(b"") for fragment in fragments]
+    return wire.build_fragments(*heap_parts(memoryview(payload).cast("B")), fragment_bytes)
 
 
 class Bare:
@@ -103,48 +102,60 @@ class Bare:
 class Relay(Bare):
     """The input floor: each heap's payload read off a raw TCP socket (one subscriber).
 
-    A reader thread fills a ring of payload buffers with blocking reads (the GIL released)
-    while the event loop sends, as a capture thread would; a buffer is reused only after the
-    message joined from it has been built.
+    A reader thread fills a ring of payload buffers, one ``MSG_WAITALL`` read per heap (the
+    GIL released), while the event loop sends, as a capture thread would. A buffer is read
+    into again only after the messages joined from it have been built.
     """
 
     RING = 4
+    ACCEPT_TIMEOUT = 30.0  # seconds for raw_feed.py to connect
 
     def __init__(self, listener: socket.socket, heap_size: int, fragment_bytes: int, heaps: int):
         super().__init__([], heaps, 1)
         self.buffers = [bytearray(heap_size) for _ in range(self.RING)]
-        self.plans = [planned_bodies(memoryview(b), fragment_bytes) for b in self.buffers]
+        self.plans = [
+            wire.plan_fragments(*heap_parts(memoryview(b)), fragment_bytes) for b in self.buffers
+        ]
         self.listener = listener
         self.free = threading.Semaphore(self.RING)
-        self.filled: asyncio.Queue[int] = asyncio.Queue()
-        self.reader: threading.Thread | None = None
+        self.filled: asyncio.Queue[int] = asyncio.Queue()  # buffer indices; -1: feed failed
+        self.started = False
+        self.taken = 0
+
+    async def subscribe(self, request: Any, context: Any) -> AsyncIterator[bytes]:
+        if self.started:  # a second reader of the ring would free buffers still in use
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the relay has one subscriber")
+        self.started = True
+        loop = asyncio.get_running_loop()
+        threading.Thread(target=self.read_heaps, args=(loop,), daemon=True).start()
+        async for message in super().subscribe(request, context):
+            yield message
 
     def read_heaps(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Reader thread: fills the ring, then -1 if the feed ends early."""
-        feed, _ = self.listener.accept()
-        with feed:
-            for index in range(self.heaps):
-                self.free.acquire()
-                view = memoryview(self.buffers[index % self.RING])
-                got = 0
-                while got < len(view):
-                    n = feed.recv_into(view[got:])
-                    if n == 0:
-                        loop.call_soon_threadsafe(self.filled.put_nowait, -1)
+        """Reader thread: fills the ring; -1 if the feed fails before the last heap."""
+        done = 0
+        try:
+            self.listener.settimeout(self.ACCEPT_TIMEOUT)
+            feed, _ = self.listener.accept()
+            with feed:
+                for index in range(self.heaps):
+                    self.free.acquire()
+                    view = memoryview(self.buffers[index % self.RING])
+                    if feed.recv_into(view, len(view), socket.MSG_WAITALL) != len(view):
                         return
-                    got += n
-                loop.call_soon_threadsafe(self.filled.put_nowait, index % self.RING)
+                    loop.call_soon_threadsafe(self.filled.put_nowait, index % self.RING)
+                    done += 1
+        finally:
+            if done < self.heaps:
+                loop.call_soon_threadsafe(self.filled.put_nowait, -1)
 
     async def next_bodies(self) -> list[tuple[bytes | memoryview, ...]]:
-        if self.reader is None:
-            loop = asyncio.get_running_loop()
-            self.reader = threading.Thread(target=self.read_heaps, args=(loop,), daemon=True)
-            self.reader.start()
-        else:
+        if self.taken:
             self.free.release()  # the previous heap's messages are joined by now
         index = await self.filled.get()
         if index < 0:
-            raise RuntimeError("the raw feed ended before the last heap")
+            raise RuntimeError("the raw feed failed before the last heap")
+        self.taken += 1
         return [fragment.pieces for fragment in self.plans[index]]
 
 
