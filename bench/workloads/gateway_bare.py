@@ -12,8 +12,8 @@ numbered stream cannot avoid that one concatenation.
 Waits until --subscribers subscriptions are open, then streams --heaps heaps to each, then a
 heap marked ``end_of_stream``. Prints ``READY <port>`` once serving; runs until SIGTERM.
 
-With --relay-port it is instead the **input floor**: the ceiling plus the least a gateway
-with socket input must do. It accepts one TCP connection on that port (from ``raw_feed.py``)
+With --relay-port it is instead the **input floor**: the ceiling plus nothing but reading
+the input from a socket. It accepts one TCP connection on that port (from ``raw_feed.py``)
 and, for its one subscriber, reads each heap's payload as raw bytes straight off that socket
 into the buffer the message is joined from (one read per heap, in a thread, as a capture
 would), then sends the message exactly as above. No SPEAD, no heap assembly, no decoding, no
