@@ -120,7 +120,7 @@ class Relay(Bare):
         self.free = threading.Semaphore(self.RING)
         self.filled: asyncio.Queue[int] = asyncio.Queue()  # buffer indices; -1: feed failed
         self.started = False
-        self.taken = 0
+        self.holding = False  # the previous heap's buffer, until its messages are joined
 
     async def subscribe(self, request: Any, context: Any) -> AsyncIterator[bytes]:
         if self.started:  # a second reader of the ring would free buffers still in use
@@ -150,12 +150,12 @@ class Relay(Bare):
                 loop.call_soon_threadsafe(self.filled.put_nowait, -1)
 
     async def next_bodies(self) -> list[tuple[bytes | memoryview, ...]]:
-        if self.taken:
+        if self.holding:
             self.free.release()  # the previous heap's messages are joined by now
         index = await self.filled.get()
         if index < 0:
             raise RuntimeError("the raw feed failed before the last heap")
-        self.taken += 1
+        self.holding = True
         return [fragment.pieces for fragment in self.plans[index]]
 
 
