@@ -48,7 +48,7 @@ import numpy as np
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2
 
-from spead2_gateway import codec
+from spead2_gateway import codec, wire
 from spead2_gateway._proto import gateway_pb2 as pb
 
 __all__ = [
@@ -307,7 +307,7 @@ class SendResult:
 # Heap reassembly
 
 
-def _item(meta: pb.Item, data: bytes | bytearray) -> ReceivedItem:
+def _item(meta: pb.Item, data: bytes | memoryview | bytearray) -> ReceivedItem:
     try:
         array = codec.array_from_bytes(data, meta.dtype, meta.shape, meta.fortran_order)
     except ValueError as exc:
@@ -339,48 +339,49 @@ class Reassembler:
     def __init__(self) -> None:
         self._first: pb.Heap | None = None
         self._next_fragment = 0
-        self._parts: dict[int, tuple[pb.Item, bytes | bytearray]] = {}
+        self._parts: dict[int, tuple[pb.Item, bytes | memoryview | bytearray]] = {}
 
-    def feed(self, message: pb.Heap) -> ReceivedHeap | None:
+    def feed(self, message: wire.ParsedHeap) -> ReceivedHeap | None:
         """The heap completed by ``message``, or None while fragments are outstanding."""
-        if message.fragments <= 1:
-            return _heap(message, [_item(i, i.data) for i in message.items], 1)
-        if message.fragment == 0:
-            self._first = message
+        header = message.header
+        if header.fragments <= 1:
+            return _heap(header, [_item(meta, data) for meta, data in message.items], 1)
+        if header.fragment == 0:
+            self._first = header
             self._next_fragment = 0
             self._parts = {}
         first = self._first
         if (
             first is None
-            or message.sequence != first.sequence
-            or (message.fragment != self._next_fragment)
+            or header.sequence != first.sequence
+            or (header.fragment != self._next_fragment)
         ):
             raise ProtocolError(
-                f"fragment {message.fragment} of heap sequence {message.sequence} out of order"
+                f"fragment {header.fragment} of heap sequence {header.sequence} out of order"
             )
         self._next_fragment += 1
-        for item in message.items:
-            self._add(item)
-        if self._next_fragment < message.fragments:
+        for meta, data in message.items:
+            self._add(meta, data)
+        if self._next_fragment < header.fragments:
             return None
         items = [_item(meta, data) for meta, data in self._parts.values()]
         self._first = None
         self._parts = {}
-        return _heap(first, items, message.fragments)
+        return _heap(first, items, header.fragments)
 
-    def _add(self, item: pb.Item) -> None:
-        if not item.size:
-            self._parts[item.id] = (item, item.data)
+    def _add(self, meta: pb.Item, data: bytes | memoryview) -> None:
+        if not meta.size:
+            self._parts[meta.id] = (meta, data)
             return
-        entry = self._parts.get(item.id)
+        entry = self._parts.get(meta.id)
         if entry is None:
-            entry = (item, bytearray(item.size))
-            self._parts[item.id] = entry
+            entry = (meta, bytearray(meta.size))
+            self._parts[meta.id] = entry
         buffer = entry[1]
-        end = item.offset + len(item.data)
-        if not isinstance(buffer, bytearray) or len(buffer) != item.size or end > item.size:
-            raise ProtocolError(f"item {item.name!r}: chunk outside the item")
-        buffer[item.offset : end] = item.data
+        end = meta.offset + len(data)
+        if not isinstance(buffer, bytearray) or len(buffer) != meta.size or end > meta.size:
+            raise ProtocolError(f"item {meta.name!r}: chunk outside the item")
+        buffer[meta.offset : end] = data
 
 
 # ------------------------------------------------------------------------------------------
@@ -979,17 +980,18 @@ class _Methods:
                 response_deserializer=resp.FromString,
             )
 
-        def stream(name: str, req: Any, resp: Any) -> Any:
+        def stream(name: str, req: Any, parse: Callable[[bytes], Any]) -> Any:
             return channel.unary_stream(
                 _SERVICE + name,
                 request_serializer=req.SerializeToString,
-                response_deserializer=resp.FromString,
+                response_deserializer=parse,
             )
 
         self.list_streams = unary("ListStreams", pb.ListStreamsRequest, pb.ListStreamsResponse)
         self.get_stream = unary("GetStream", pb.GetStreamRequest, pb.StreamDetail)
-        self.subscribe = stream("Subscribe", pb.SubscribeRequest, pb.Heap)
-        self.watch_stats = stream("WatchStats", pb.WatchStatsRequest, pb.StatsUpdate)
+        # Heaps are read by hand, their item data left in place (see wire.parse_heap).
+        self.subscribe = stream("Subscribe", pb.SubscribeRequest, wire.parse_heap)
+        self.watch_stats = stream("WatchStats", pb.WatchStatsRequest, pb.StatsUpdate.FromString)
         self.send = channel.stream_unary(
             _SERVICE + "Send",
             request_serializer=pb.SendRequest.SerializeToString,

@@ -22,6 +22,11 @@ heap's memory must not be held that long, the hub copies the plan out first
 
 A heap whose encoding exceeds the fragment size is split into several messages (see
 :func:`plan_fragments`). The client side reassembles them (``spead2_gateway.client``).
+
+The client reads a message with :func:`parse_heap`, the mirror image: protobuf's parser would
+copy each item's data out of the message twice (once into the parsed message, once more into
+a ``bytes`` on access), so the data is located by hand and handed on as a view of the
+message; everything else is still parsed by protobuf, with its own rules.
 """
 
 from __future__ import annotations
@@ -29,13 +34,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from google.protobuf.message import DecodeError
+
 from spead2_gateway._proto import gateway_pb2 as pb
 
 __all__ = [
     "EncodedItem",
     "Fragment",
+    "ParsedHeap",
     "build_fragments",
     "encode_header",
+    "parse_heap",
     "plan_fragments",
     "subscriber_prefix",
     "varint",
@@ -52,6 +61,12 @@ _TAG_HEAP_ITEMS = b"\x7a"  # Heap.items = 15, length-delimited
 _TAG_ITEM_OFFSET = b"\x38"  # Item.offset = 7, varint
 _TAG_ITEM_SIZE = b"\x40"  # Item.size = 8, varint
 _TAG_ITEM_DATA = b"\x7a"  # Item.data = 15, length-delimited
+_FIELD_HEAP_ITEMS = 15
+_FIELD_ITEM_DATA = 15
+# Wire types.
+_VARINT, _FIXED64, _LENGTH_DELIMITED, _START_GROUP, _END_GROUP, _FIXED32 = 0, 1, 2, 3, 4, 5
+# Groups nest; protobuf's parser gives up at this depth too.
+_MAX_GROUP_DEPTH = 100
 
 # Upper bound of the bytes added to a fragment's header (two varint fields).
 _FRAGMENT_FIELDS_MAX = 2 * (1 + 5)
@@ -221,3 +236,110 @@ def plan_fragments(header: bytes, items: Sequence[EncodedItem], limit: int) -> l
 def build_fragments(header: bytes, items: Sequence[EncodedItem], limit: int) -> list[bytes]:
     """:func:`plan_fragments`, each body joined into ``bytes``."""
     return [fragment.join(b"") for fragment in plan_fragments(header, items, limit)]
+
+
+# ------------------------------------------------------------------------------------------
+# Reading (the client side)
+
+
+@dataclass(frozen=True)
+class ParsedHeap:
+    """A Heap message: every field but ``items`` in ``header``, then each item's metadata
+    (every field but ``data``) with its data.
+
+    An item's data is a read-only view of the message when it is at least half of it, so
+    that no view keeps alive more than twice what it shows; smaller data is copied out.
+    """
+
+    header: pb.Heap
+    items: list[tuple[pb.Item, bytes | memoryview]]
+
+
+Span = tuple[int, int]
+
+
+def _read_varint(buffer: bytes, pos: int, end: int) -> tuple[int, int]:
+    """The varint at ``pos`` and the position after it."""
+    value = 0
+    shift = 0
+    while pos < end:
+        byte = buffer[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift >= 70:
+            raise DecodeError("varint longer than 10 bytes")
+    raise DecodeError("truncated varint")
+
+
+def _skip_value(buffer: bytes, pos: int, end: int, key: int, depth: int = 0) -> int:
+    """The position after the value of the field whose tag ``key`` ends at ``pos``."""
+    wire_type = key & 7
+    if wire_type == _VARINT:
+        _, pos = _read_varint(buffer, pos, end)
+    elif wire_type == _FIXED64:
+        pos += 8
+    elif wire_type == _FIXED32:
+        pos += 4
+    elif wire_type == _LENGTH_DELIMITED:
+        length, pos = _read_varint(buffer, pos, end)
+        pos += length
+    elif wire_type == _START_GROUP and depth < _MAX_GROUP_DEPTH:
+        while True:  # an unknown group: its fields up to the matching end tag
+            inner, pos = _read_varint(buffer, pos, end)
+            if inner == key - _START_GROUP + _END_GROUP:
+                break
+            pos = _skip_value(buffer, pos, end, inner, depth + 1)
+    else:
+        raise DecodeError(f"unexpected wire type {wire_type}")
+    if pos > end:
+        raise DecodeError("truncated field")
+    return pos
+
+
+def _split_fields(buffer: bytes, pos: int, end: int, field: int) -> tuple[list[Span], list[Span]]:
+    """Scans the fields in ``buffer[pos:end]``: the spans of every field other than the
+    length-delimited ``field`` (tag included), and the spans of that field's values."""
+    wanted = field << 3 | _LENGTH_DELIMITED
+    others: list[Span] = []
+    values: list[Span] = []
+    while pos < end:
+        start = pos
+        key, pos = _read_varint(buffer, pos, end)
+        if key == wanted:
+            length, value_start = _read_varint(buffer, pos, end)
+            pos = value_start + length
+            if pos > end:
+                raise DecodeError("truncated field")
+            values.append((value_start, pos))
+        else:
+            pos = _skip_value(buffer, pos, end, key)
+            others.append((start, pos))
+    return others, values
+
+
+def _joined(buffer: bytes, spans: list[Span]) -> bytes:
+    return b"".join([buffer[start:end] for start, end in spans])
+
+
+def parse_heap(message: bytes) -> ParsedHeap:
+    """Reads a serialised Heap without copying its large item data.
+
+    Raises ``google.protobuf.message.DecodeError`` where protobuf's parser would.
+    """
+    others, item_spans = _split_fields(message, 0, len(message), _FIELD_HEAP_ITEMS)
+    header = pb.Heap.FromString(_joined(message, others))
+    view = memoryview(message)
+    items: list[tuple[pb.Item, bytes | memoryview]] = []
+    for start, end in item_spans:
+        fields, data_spans = _split_fields(message, start, end, _FIELD_ITEM_DATA)
+        meta = pb.Item.FromString(_joined(message, fields))
+        data: bytes | memoryview = b""
+        if data_spans:  # a repeated singular field: the last one counts
+            first, last = data_spans[-1]
+            keep_view = 2 * (last - first) >= len(message)
+            data = view[first:last] if keep_view else message[first:last]
+        items.append((meta, data))
+    return ParsedHeap(header, items)

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from google.protobuf.message import DecodeError
 from spead2_gateway import codec, wire
 from spead2_gateway._proto import gateway_pb2 as pb
 from spead2_gateway.client import Reassembler
@@ -71,7 +72,7 @@ def test_split_heaps_reassemble_exactly(limit: int) -> None:
     heaps = []
     prefix = wire.subscriber_prefix(5, 0)
     for body in bodies:
-        heap = reassembler.feed(pb.Heap.FromString(prefix + body))
+        heap = reassembler.feed(wire.parse_heap(prefix + body))
         if heap is not None:
             heaps.append(heap)
     assert len(heaps) == 1
@@ -91,7 +92,116 @@ def test_reassembler_rejects_out_of_order_fragments() -> None:
     from spead2_gateway.client import ProtocolError
 
     with pytest.raises(ProtocolError):
-        Reassembler().feed(pb.Heap.FromString(wire.subscriber_prefix(1, 0) + bodies[1]))
+        Reassembler().feed(wire.parse_heap(wire.subscriber_prefix(1, 0) + bodies[1]))
+
+
+# ------------------------------------------------------------------------------------------
+# Reading messages without protobuf's copies of the item data
+
+
+def as_protobuf(parsed: wire.ParsedHeap) -> pb.Heap:
+    """``parsed`` put back together as one protobuf message."""
+    heap = pb.Heap()
+    heap.CopyFrom(parsed.header)
+    for meta, data in parsed.items:
+        heap.items.add().CopyFrom(meta)
+        heap.items[-1].data = bytes(data)
+    return heap
+
+
+def test_parse_heap_reads_what_protobuf_reads() -> None:
+    header = wire.encode_header(pb.Heap(stream="s", cnt=42, received={"seconds": 7, "nanos": 9}))
+    for body in wire.build_fragments(header, items(), 1 << 16):
+        message = wire.subscriber_prefix(9, 3) + body
+        parsed = wire.parse_heap(message)
+        assert not parsed.header.items
+        assert all(not meta.data for meta, _ in parsed.items)
+        assert as_protobuf(parsed) == pb.Heap.FromString(message)
+        assert parsed.header.sequence == 9 and parsed.header.dropped == 3
+
+
+def test_parse_heap_leaves_large_data_in_the_message_and_copies_small_data() -> None:
+    (body,) = wire.build_fragments(wire.encode_header(pb.Heap(cnt=1)), items(), 8 << 20)
+    message = wire.subscriber_prefix(1, 0) + body
+    parsed = {meta.name: data for meta, data in wire.parse_heap(message).items}
+    big = parsed["big"]
+    assert isinstance(big, memoryview) and big.obj is message and big.readonly
+    assert big == ARRAYS["big"].tobytes()
+    # Half the message or less: a view would keep alive more than twice what it shows.
+    for name in ("small", "medium", "scalar", "fortran", "empty"):
+        data = parsed[name]
+        assert type(data) is bytes and data == codec.array_to_bytes(ARRAYS[name])[1], name
+
+
+def field(number: int, wire_type: int, value: bytes) -> bytes:
+    return wire.varint(number << 3 | wire_type) + value
+
+
+def length_delimited(number: int, value: bytes) -> bytes:
+    return field(number, 2, wire.varint(len(value)) + value)
+
+
+def group(number: int, content: bytes) -> bytes:
+    return field(number, 3, content) + field(number, 4, b"")
+
+
+ITEM_META = pb.Item(id=5, name="x", dtype="|u1", shape=[3]).SerializeToString()
+UNKNOWN_FIELDS = (
+    field(900, 0, wire.varint(2**63))  # varint
+    + field(901, 1, bytes(8))  # fixed64
+    + field(902, 5, bytes(4))  # fixed32
+    + length_delimited(903, b"abc")
+    + group(904, field(1, 0, b"\x01") + group(905, length_delimited(15, b"in a group")))
+)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        # Data before the metadata, and given twice: the last value counts.
+        length_delimited(
+            15, length_delimited(15, b"old") + ITEM_META + length_delimited(15, b"new")
+        ),
+        # Unknown fields of every wire type at both levels, between known ones.
+        length_delimited(1, b"s")
+        + UNKNOWN_FIELDS
+        + length_delimited(15, UNKNOWN_FIELDS + ITEM_META + length_delimited(15, b"xyz")),
+        # An item without data, a heap without items, an empty message.
+        length_delimited(15, ITEM_META),
+        field(2, 0, wire.varint(7)),
+        b"",
+        # Non-minimal varints in a tag and a length.
+        b"\xfa\x80\x00" + b"\x87\x00" + length_delimited(15, b"12345"),
+    ],
+)
+def test_parse_heap_follows_protobuf_rules(message: bytes) -> None:
+    assert as_protobuf(wire.parse_heap(message)) == pb.Heap.FromString(message)
+
+
+def test_parse_heap_rejects_what_protobuf_rejects() -> None:
+    """Every truncation of a message, and a few corruptions, fail in both or in neither."""
+    some = [items()[i] for i in (0, 2, 5)]
+    (body,) = wire.build_fragments(wire.encode_header(pb.Heap(stream="s", cnt=3)), some, 1 << 20)
+    message = wire.subscriber_prefix(2, 0) + body
+    corrupt = [message[:k] for k in range(len(message))] + [
+        field(15, 2, wire.varint(10) + b"short"),  # length beyond the end
+        field(3, 0, b"\xff" * 10 + b"\x01"),  # varint longer than 10 bytes
+        field(20, 4, b""),  # an end of group with no start
+        field(20, 6, b""),  # no such wire type
+        length_delimited(15, field(1, 7, b"")),  # the same, inside an item
+        length_delimited(15, length_delimited(2, b"\xff")),  # a name that is not UTF-8
+        field(0, 0, b"\x01"),  # field number 0
+    ]
+    for bad in corrupt:
+        try:
+            expected: pb.Heap | None = pb.Heap.FromString(bad)
+        except DecodeError:
+            expected = None
+        if expected is None:
+            with pytest.raises(DecodeError):
+                wire.parse_heap(bad)
+        else:
+            assert as_protobuf(wire.parse_heap(bad)) == expected
 
 
 # ------------------------------------------------------------------------------------------
