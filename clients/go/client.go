@@ -177,7 +177,7 @@ type subscribeCall struct {
 // openSubscribe starts a Subscribe call and waits for the gateway to accept or refuse it.
 func (c *Client) openSubscribe(ctx context.Context, req *pb.SubscribeRequest) (*subscribeCall, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	stream, err := c.api.Subscribe(ctx, req)
+	stream, err := c.api.Subscribe(ctx, req, grpc.ForceCodecV2(heapCodec{}))
 	if err != nil {
 		cancel()
 		return nil, err

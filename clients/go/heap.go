@@ -32,11 +32,13 @@ type Item struct {
 	FortranOrder bool
 	// Format is the item's legacy SPEAD format, if it was described with one.
 	Format []*pb.FormatField
-	// Data is the raw element bytes, in the layout above. It is not a copy: it references
-	// the bytes of the received message (or, for an item split across messages, the one
-	// buffer it was reassembled into). The client never writes to it after Recv returns,
-	// and it stays valid as long as the Item (or its Heap) is referenced; keeping it keeps
-	// that memory alive. Modifying it is allowed but changes Value too for "|u1" and "|i1".
+	// Data is the raw element bytes, in the layout above. For an item that makes up at
+	// least half of its message it is not a copy: it references the received message (see
+	// heapCodec), and keeping it keeps the message alive. A smaller item is a copy of its
+	// own. An item split across messages is in the one buffer it was reassembled into. The
+	// client never writes to Data after Recv returns, and it stays valid as long as the
+	// Item (or its Heap) is referenced. Modifying it is allowed but changes Value too for
+	// "|u1" and "|i1".
 	Data []byte
 	// Value holds the elements as a Go slice ([]uint8 ... []int64, []float32, []float64,
 	// []complex64, []complex128, []bool) in the memory order of Data (row-major unless
@@ -132,7 +134,7 @@ type part struct {
 // sequence numbers to detect lost heaps.
 //
 // Copies: the items of an unsplit heap, and any item that travels in one piece, keep the
-// bytes protobuf decoded (Item.Data references them). A chunked item is copied once, chunk
+// bytes the codec decoded (Item.Data references them). A chunked item is copied once, chunk
 // by chunk, into a buffer made at its final size when its first chunk arrives. Buffers are
 // never reused: the heaps handed out keep them, and the client never writes to them again.
 type reassembler struct {
