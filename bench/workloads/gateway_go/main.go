@@ -82,6 +82,7 @@ func main() {
 }
 
 func run() error {
+	gateway.TuneGC() // as spead2-sub does (see the Go client's docs)
 	target := flag.String("target", "", "gateway gRPC address")
 	stream := flag.String("stream", "bench", "receive stream")
 	id := flag.String("id", "0", "subscriber id in feedback datagrams")
