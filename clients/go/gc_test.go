@@ -19,9 +19,7 @@ func TestTuneGCLeavesAnExplicitGOGC(t *testing.T) {
 func TestTuneGCRaisesTheTarget(t *testing.T) {
 	before := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(before)
-	if value, set := os.LookupEnv("GOGC"); set {
-		defer os.Setenv("GOGC", value)
-	}
+	t.Setenv("GOGC", "") // restores GOGC after the test (and rules out t.Parallel)
 	os.Unsetenv("GOGC")
 
 	if !TuneGC() || debug.SetGCPercent(100) != SubscriberGCPercent {

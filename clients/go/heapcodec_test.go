@@ -132,17 +132,47 @@ func TestParseHeapLeavesLargeDataInTheMessage(t *testing.T) {
 	}
 }
 
-func TestHeapCodecCopiesOutOfGrpcBuffers(t *testing.T) {
-	msg := mustMarshal(t, &pb.Heap{Sequence: 1, Items: []*pb.Item{{Id: 1, Data: bytes.Repeat([]byte{7}, 5000)}}})
+func TestMaterializeCopiesOutOfGrpcBuffers(t *testing.T) {
+	msg := bytes.Repeat([]byte{1, 2, 3}, 3000)
 	// As grpc hands a message over: in pooled buffers that it reuses after Unmarshal.
 	data := mem.BufferSlice{mem.SliceBuffer(msg[:100]), mem.SliceBuffer(msg[100:])}
-	heap := &pb.Heap{}
-	if err := (heapCodec{}).Unmarshal(data, heap); err != nil {
-		t.Fatal(err)
+	got := materialize(data)
+	if !bytes.Equal(got, msg) || within(got, msg) {
+		t.Fatalf("materialize: equal %v, within grpc's buffers %v", bytes.Equal(got, msg), within(got, msg))
 	}
-	got := heap.GetItems()[0].GetData()
-	if len(got) != 5000 || got[0] != 7 || within(got, msg) {
-		t.Fatalf("item data %d bytes, within grpc's buffers: %v", len(got), within(got, msg))
+	single := materialize(mem.BufferSlice{mem.SliceBuffer(msg)})
+	if !bytes.Equal(single, msg) || within(single, msg) {
+		t.Fatal("materialize of one buffer must copy it too")
+	}
+}
+
+// messageWithData is a Heap of total bytes with one item of dataSize bytes of data.
+func messageWithData(t *testing.T, dataSize, total int) []byte {
+	t.Helper()
+	entry := func(filler int) []byte {
+		return lengthDelimited(15, join(lengthDelimited(15, make([]byte, dataSize)), lengthDelimited(900, make([]byte, filler))))
+	}
+	filler := total - len(entry(0))
+	for len(entry(filler)) > total {
+		filler--
+	}
+	msg := entry(filler)
+	if len(msg) != total {
+		t.Fatalf("made %d bytes, not %d", len(msg), total)
+	}
+	return msg
+}
+
+func TestParseHeapLeavesDataInPlaceFromHalfTheMessage(t *testing.T) {
+	for total, inPlace := range map[int]bool{1999: true, 2000: true, 2001: false} {
+		msg := messageWithData(t, 1000, total)
+		heap := &pb.Heap{}
+		if err := parseHeap(msg, heap); err != nil {
+			t.Fatal(err)
+		}
+		if data := heap.GetItems()[0].GetData(); len(data) != 1000 || within(data, msg) != inPlace {
+			t.Fatalf("%d bytes: data of %d bytes, in place %v", total, len(data), within(data, msg))
+		}
 	}
 }
 

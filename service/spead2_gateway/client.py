@@ -24,9 +24,9 @@ survives the daemon going away: the subscription calls ``Subscribe`` again with 
 backoff, and the first heap after the reconnection carries a :class:`Reconnect` report in
 ``heap.reconnect`` (heaps captured in between are lost; ``sequence`` starts again from 1).
 
-Received arrays come straight from the message bytes and may be read-only; copy them to
-modify in place. :meth:`ReceivedItem.spead2_value` gives the value exactly as spead2's
-``ItemGroup`` would (``str``, ``int``, object arrays for odd bit widths).
+Received arrays may be read-only (a large item's array is a view of the message grpcio
+delivered); copy them to modify in place. :meth:`ReceivedItem.spead2_value` gives the value
+exactly as spead2's ``ItemGroup`` would (``str``, ``int``, object arrays for odd bit widths).
 """
 
 from __future__ import annotations
@@ -312,6 +312,8 @@ def _item(meta: pb.Item, data: bytes | memoryview | bytearray) -> ReceivedItem:
         array = codec.array_from_bytes(data, meta.dtype, meta.shape, meta.fortran_order)
     except ValueError as exc:
         raise ProtocolError(f"item {meta.name!r}: {exc}") from None
+    if not array.flags.aligned:  # data left in place by a server that does not align it
+        array = array.copy(order="K")
     fmt = [(f.code, f.bits) for f in meta.format] if len(meta.format) else None
     return ReceivedItem(meta.id, meta.name, array, fmt)
 

@@ -23,6 +23,11 @@ heap's memory must not be held that long, the hub copies the plan out first
 A heap whose encoding exceeds the fragment size is split into several messages (see
 :func:`plan_fragments`). The client side reassembles them (``spead2_gateway.client``).
 
+Item data of :data:`ALIGNED_DATA_MIN` bytes or more starts at a multiple of
+:data:`DATA_ALIGNMENT` bytes from the start of its message: the prefix is padded to a
+multiple of it, and a ``padding`` field goes before each such item's entry in the body. A
+client can then use the data in place as an aligned array of any dtype.
+
 The client reads a message with :func:`parse_heap`, the mirror image: protobuf's parser would
 copy each item's data out of the message twice (once into the parsed message, once more into
 a ``bytes`` on access), so the data is located by hand and handed on as a view of the
@@ -51,29 +56,49 @@ __all__ = [
 ]
 
 Piece = bytes | memoryview
+# One ``items`` entry: everything up to the item's data, then the data.
+Entry = tuple[bytes, memoryview]
 
-# Tags (field number << 3 | wire type) of the fields written by hand here.
-_TAG_HEAP_SEQUENCE = b"\x18"  # Heap.sequence = 3, varint
-_TAG_HEAP_DROPPED = b"\x20"  # Heap.dropped = 4, varint
-_TAG_HEAP_FRAGMENT = b"\x58"  # Heap.fragment = 11, varint
-_TAG_HEAP_FRAGMENTS = b"\x60"  # Heap.fragments = 12, varint
-_TAG_HEAP_ITEMS = b"\x7a"  # Heap.items = 15, length-delimited
-_TAG_ITEM_OFFSET = b"\x38"  # Item.offset = 7, varint
-_TAG_ITEM_SIZE = b"\x40"  # Item.size = 8, varint
-_TAG_ITEM_DATA = b"\x7a"  # Item.data = 15, length-delimited
-_FIELD_HEAP_ITEMS = 15
-_FIELD_ITEM_DATA = 15
 # Wire types.
 _VARINT, _FIXED64, _LENGTH_DELIMITED, _START_GROUP, _END_GROUP, _FIXED32 = 0, 1, 2, 3, 4, 5
-# Groups nest; protobuf's parser gives up at this depth too.
-_MAX_GROUP_DEPTH = 100
+
+
+def _tag(field: int, wire_type: int) -> bytes:
+    return bytes([field << 3 | wire_type])  # fields 1-15: a one-byte tag
+
+
+# Fields written or read by hand here.
+_FIELD_HEAP_ITEMS = 15
+_FIELD_ITEM_DATA = 15
+_TAG_HEAP_SEQUENCE = _tag(3, _VARINT)
+_TAG_HEAP_DROPPED = _tag(4, _VARINT)
+_TAG_HEAP_FRAGMENT = _tag(11, _VARINT)
+_TAG_HEAP_FRAGMENTS = _tag(12, _VARINT)
+_TAG_HEAP_PADDING = _tag(14, _LENGTH_DELIMITED)
+_TAG_HEAP_ITEMS = _tag(_FIELD_HEAP_ITEMS, _LENGTH_DELIMITED)
+_TAG_ITEM_OFFSET = _tag(7, _VARINT)
+_TAG_ITEM_SIZE = _tag(8, _VARINT)
+_TAG_ITEM_DATA = _tag(_FIELD_ITEM_DATA, _LENGTH_DELIMITED)
+
+#: Item data of at least this many bytes starts at a multiple of DATA_ALIGNMENT bytes from
+#: the start of its message (the largest alignment a numpy dtype needs).
+DATA_ALIGNMENT = 16
+ALIGNED_DATA_MIN = 4096
+# The most bytes one padding field takes: a 1-byte field does not exist, so a gap of one
+# byte is padded by a whole alignment more.
+_PADDING_MAX = DATA_ALIGNMENT + 1
 
 # Upper bound of the bytes added to a fragment's header (two varint fields).
 _FRAGMENT_FIELDS_MAX = 2 * (1 + 5)
-# Upper bound of the framing around a chunk: two tags, two length varints, offset and size.
-_CHUNK_FRAMING_MAX = 2 * (1 + 10) + 2 * (1 + 10)
+# Upper bound of the framing around a chunk: two tags, two length varints, offset and size,
+# and the padding before it.
+_CHUNK_FRAMING_MAX = 2 * (1 + 10) + 2 * (1 + 10) + _PADDING_MAX
 # Don't start a chunk in a fragment with less room than this: open a new fragment instead.
 _MIN_CHUNK = 1024
+# Groups nest; protobuf's parser gives up at this depth too.
+_MAX_GROUP_DEPTH = 100
+# protobuf's parser takes at most this many bytes for a tag or a length.
+_MAX_TAG_OR_LENGTH_BYTES = 5
 
 
 def varint(value: int) -> bytes:
@@ -88,12 +113,23 @@ def varint(value: int) -> bytes:
     return bytes(out)
 
 
+def _padding(offset: int) -> bytes:
+    """A ``padding`` field that moves ``offset`` on to a multiple of DATA_ALIGNMENT."""
+    size = -offset % DATA_ALIGNMENT
+    if size == 0:
+        return b""
+    if size == 1:
+        size += DATA_ALIGNMENT
+    return _TAG_HEAP_PADDING + bytes([size - 2]) + bytes(size - 2)
+
+
 def subscriber_prefix(sequence: int, dropped: int) -> bytes:
-    """The per-subscriber fields of a Heap message."""
+    """The per-subscriber fields of a Heap message, padded to a multiple of DATA_ALIGNMENT
+    bytes (so that data aligned in a body is aligned in the message)."""
     prefix = _TAG_HEAP_SEQUENCE + varint(sequence)
     if dropped:
         prefix += _TAG_HEAP_DROPPED + varint(dropped)
-    return prefix
+    return prefix + _padding(len(prefix))
 
 
 def encode_header(heap: pb.Heap) -> bytes:
@@ -120,24 +156,24 @@ class EncodedItem:
         inner = len(self.meta) + 1 + len(varint(len(self.data))) + len(self.data)
         return 1 + len(varint(inner)) + inner
 
-    def entry(self) -> list[Piece]:
-        """The pieces of this item as one ``items`` entry."""
+    def entry(self) -> Entry:
+        """This item as one ``items`` entry."""
         size = len(self.data)
         inner = len(self.meta) + 1 + len(varint(size)) + size
-        return [
+        return (
             _TAG_HEAP_ITEMS + varint(inner) + self.meta + _TAG_ITEM_DATA + varint(size),
             self.data,
-        ]
+        )
 
-    def chunk(self, offset: int, length: int) -> list[Piece]:
-        """The pieces of an ``items`` entry carrying ``length`` bytes from ``offset``."""
+    def chunk(self, offset: int, length: int) -> Entry:
+        """An ``items`` entry carrying ``length`` bytes of the data from ``offset``."""
         total = len(self.data)
         head = self.meta + _TAG_ITEM_OFFSET + varint(offset) + _TAG_ITEM_SIZE + varint(total)
         inner = len(head) + 1 + len(varint(length)) + length
-        return [
+        return (
             _TAG_HEAP_ITEMS + varint(inner) + head + _TAG_ITEM_DATA + varint(length),
             self.data[offset : offset + length],
-        ]
+        )
 
 
 @dataclass(frozen=True)
@@ -146,10 +182,6 @@ class Fragment:
 
     pieces: tuple[Piece, ...]
     size: int  # bytes of the body
-
-    @classmethod
-    def of(cls, pieces: Sequence[Piece]) -> Fragment:
-        return cls(tuple(pieces), sum(len(p) for p in pieces))
 
     def join(self, prefix: bytes) -> bytes:
         """The complete message: ``prefix`` then the body, in one copy."""
@@ -160,13 +192,32 @@ class Fragment:
         return Fragment((self.join(b""),), self.size)
 
 
+def _padded_size(data_size: int) -> int:
+    """The most bytes an entry's padding can add (see :func:`_assemble`)."""
+    return _PADDING_MAX if data_size >= ALIGNED_DATA_MIN else 0
+
+
+def _assemble(lead: list[bytes], entries: list[Entry]) -> Fragment:
+    """A body: the ``lead`` fields, then the entries, large data padded to start aligned."""
+    pieces: list[Piece] = list(lead)
+    size = sum(len(piece) for piece in lead)
+    for head, data in entries:
+        if len(data) >= ALIGNED_DATA_MIN:
+            padding = _padding(size + len(head))
+            pieces.append(padding)
+            size += len(padding)
+        pieces += (head, data)
+        size += len(head) + len(data)
+    return Fragment(tuple(pieces), size)
+
+
 class _Packer:
-    """Fills fragments of at most ``budget`` bytes of item entries."""
+    """Fills fragments of at most ``budget`` bytes of item entries (padding included)."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
-        self.fragments: list[list[Piece]] = []
-        self.current: list[Piece] = []
+        self.fragments: list[list[Entry]] = []
+        self.current: list[Entry] = []
         self.used = 0
 
     def flush(self) -> None:
@@ -175,12 +226,13 @@ class _Packer:
         self.current = []
         self.used = 0
 
-    def add(self, pieces: list[Piece]) -> None:
-        self.current.extend(pieces)
-        self.used += sum(len(p) for p in pieces)
+    def add(self, entry: Entry) -> None:
+        self.current.append(entry)
+        head, data = entry
+        self.used += len(head) + len(data) + _padded_size(len(data))
 
     def add_item(self, item: EncodedItem) -> None:
-        size = item.entry_size()
+        size = item.entry_size() + _padded_size(len(item.data))
         if size <= self.budget - self.used:
             self.add(item.entry())
             return
@@ -211,25 +263,24 @@ def plan_fragments(header: bytes, items: Sequence[EncodedItem], limit: int) -> l
 
     A heap that fits is one body: ``header + entries``. Otherwise each fragment repeats the
     header, adds ``fragment``/``fragments``, and carries whole items where they fit and
-    chunks of larger ones (``Item.offset``/``Item.size``). Nothing is copied: the pieces
-    refer to the items' data.
+    chunks of larger ones (``Item.offset``/``Item.size``). Large data is preceded by
+    ``padding`` (see the module's docstring). Nothing is copied: the pieces refer to the
+    items' data.
     """
-    total = len(header) + sum(item.entry_size() for item in items)
+    total = len(header) + sum(i.entry_size() + _padded_size(len(i.data)) for i in items)
     if total <= limit:
-        pieces: list[Piece] = [header]
-        for item in items:
-            pieces.extend(item.entry())
-        return [Fragment.of(pieces)]
+        return [_assemble([header], [item.entry() for item in items])]
     packer = _Packer(limit - len(header) - _FRAGMENT_FIELDS_MAX)
     for item in items:
         packer.add_item(item)
     packer.flush()
     count = len(packer.fragments)
     return [
-        Fragment.of(
-            [header, _TAG_HEAP_FRAGMENT + varint(index), _TAG_HEAP_FRAGMENTS + varint(count), *body]
+        _assemble(
+            [header, _TAG_HEAP_FRAGMENT + varint(index), _TAG_HEAP_FRAGMENTS + varint(count)],
+            entries,
         )
-        for index, body in enumerate(packer.fragments)
+        for index, entries in enumerate(packer.fragments)
     ]
 
 
@@ -255,26 +306,28 @@ class ParsedHeap:
     items: list[tuple[pb.Item, bytes | memoryview]]
 
 
-Span = tuple[int, int]
+_Span = tuple[int, int]
 
 
-def _read_varint(buffer: bytes, pos: int, end: int) -> tuple[int, int]:
+def _read_varint(buffer: bytes, pos: int, end: int, max_bytes: int = 10) -> tuple[int, int]:
     """The varint at ``pos`` and the position after it."""
     value = 0
-    shift = 0
-    while pos < end:
+    for shift in range(0, 7 * max_bytes, 7):
+        if pos >= end:
+            raise DecodeError("truncated varint")
         byte = buffer[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
         if byte < 0x80:
             return value, pos
-        shift += 7
-        if shift >= 70:
-            raise DecodeError("varint longer than 10 bytes")
-    raise DecodeError("truncated varint")
+    raise DecodeError(f"varint longer than {max_bytes} bytes")
 
 
-def _skip_value(buffer: bytes, pos: int, end: int, key: int, depth: int = 0) -> int:
+def _read_tag_or_length(buffer: bytes, pos: int, end: int) -> tuple[int, int]:
+    return _read_varint(buffer, pos, end, _MAX_TAG_OR_LENGTH_BYTES)
+
+
+def _skip_value(buffer: bytes, pos: int, end: int, key: int, depth: int) -> int:
     """The position after the value of the field whose tag ``key`` ends at ``pos``."""
     wire_type = key & 7
     if wire_type == _VARINT:
@@ -284,11 +337,11 @@ def _skip_value(buffer: bytes, pos: int, end: int, key: int, depth: int = 0) -> 
     elif wire_type == _FIXED32:
         pos += 4
     elif wire_type == _LENGTH_DELIMITED:
-        length, pos = _read_varint(buffer, pos, end)
+        length, pos = _read_tag_or_length(buffer, pos, end)
         pos += length
     elif wire_type == _START_GROUP and depth < _MAX_GROUP_DEPTH:
         while True:  # an unknown group: its fields up to the matching end tag
-            inner, pos = _read_varint(buffer, pos, end)
+            inner, pos = _read_tag_or_length(buffer, pos, end)
             if inner == key - _START_GROUP + _END_GROUP:
                 break
             pos = _skip_value(buffer, pos, end, inner, depth + 1)
@@ -299,28 +352,31 @@ def _skip_value(buffer: bytes, pos: int, end: int, key: int, depth: int = 0) -> 
     return pos
 
 
-def _split_fields(buffer: bytes, pos: int, end: int, field: int) -> tuple[list[Span], list[Span]]:
-    """Scans the fields in ``buffer[pos:end]``: the spans of every field other than the
-    length-delimited ``field`` (tag included), and the spans of that field's values."""
+def _split_fields(
+    buffer: bytes, pos: int, end: int, field: int, depth: int
+) -> tuple[list[_Span], list[_Span]]:
+    """Scans the fields in ``buffer[pos:end]`` (a message ``depth`` levels down): the spans of
+    every field other than the length-delimited ``field`` (tag included), and the spans of
+    that field's values."""
     wanted = field << 3 | _LENGTH_DELIMITED
-    others: list[Span] = []
-    values: list[Span] = []
+    others: list[_Span] = []
+    values: list[_Span] = []
     while pos < end:
         start = pos
-        key, pos = _read_varint(buffer, pos, end)
+        key, pos = _read_tag_or_length(buffer, pos, end)
         if key == wanted:
-            length, value_start = _read_varint(buffer, pos, end)
+            length, value_start = _read_tag_or_length(buffer, pos, end)
             pos = value_start + length
             if pos > end:
                 raise DecodeError("truncated field")
             values.append((value_start, pos))
         else:
-            pos = _skip_value(buffer, pos, end, key)
+            pos = _skip_value(buffer, pos, end, key, depth)
             others.append((start, pos))
     return others, values
 
 
-def _joined(buffer: bytes, spans: list[Span]) -> bytes:
+def _joined(buffer: bytes, spans: list[_Span]) -> bytes:
     return b"".join([buffer[start:end] for start, end in spans])
 
 
@@ -329,17 +385,16 @@ def parse_heap(message: bytes) -> ParsedHeap:
 
     Raises ``google.protobuf.message.DecodeError`` where protobuf's parser would.
     """
-    others, item_spans = _split_fields(message, 0, len(message), _FIELD_HEAP_ITEMS)
+    others, item_spans = _split_fields(message, 0, len(message), _FIELD_HEAP_ITEMS, 0)
     header = pb.Heap.FromString(_joined(message, others))
-    view = memoryview(message)
     items: list[tuple[pb.Item, bytes | memoryview]] = []
     for start, end in item_spans:
-        fields, data_spans = _split_fields(message, start, end, _FIELD_ITEM_DATA)
+        fields, data_spans = _split_fields(message, start, end, _FIELD_ITEM_DATA, 1)
         meta = pb.Item.FromString(_joined(message, fields))
         data: bytes | memoryview = b""
         if data_spans:  # a repeated singular field: the last one counts
             first, last = data_spans[-1]
             keep_view = 2 * (last - first) >= len(message)
-            data = view[first:last] if keep_view else message[first:last]
+            data = memoryview(message)[first:last] if keep_view else message[first:last]
         items.append((meta, data))
     return ParsedHeap(header, items)

@@ -133,6 +133,72 @@ def test_parse_heap_leaves_large_data_in_the_message_and_copies_small_data() -> 
         assert type(data) is bytes and data == codec.array_to_bytes(ARRAYS[name])[1], name
 
 
+@pytest.mark.parametrize("limit", [16384, 65536, 1 << 20, 8 << 20])
+@pytest.mark.parametrize(("sequence", "dropped"), [(1, 0), (200, 0), (70_000, 3), (2**40, 2**20)])
+def test_large_data_starts_aligned_in_every_message(
+    limit: int, sequence: int, dropped: int
+) -> None:
+    """Every item data (or chunk) of ALIGNED_DATA_MIN bytes or more starts at a multiple of
+    DATA_ALIGNMENT from the start of the message, whatever the prefix and the splitting."""
+    header = wire.encode_header(pb.Heap(stream="a name of odd length", cnt=12345))
+    prefix = wire.subscriber_prefix(sequence, dropped)
+    assert len(prefix) % wire.DATA_ALIGNMENT == 0
+    aligned = 0
+    for body in wire.build_fragments(header, items(), limit):
+        assert len(body) <= limit
+        message = prefix + body
+        for meta, data in wire.parse_heap(message).items:
+            if len(data) < wire.ALIGNED_DATA_MIN:
+                continue
+            start = message.find(bytes(data))  # the data is unique in these messages
+            assert start % wire.DATA_ALIGNMENT == 0, (meta.name, start)
+            aligned += 1
+    assert aligned >= 2  # "big" (or its chunks) and "medium"
+
+
+def test_arrays_of_large_items_are_aligned_views_of_the_message() -> None:
+    (body,) = wire.build_fragments(wire.encode_header(pb.Heap(cnt=1)), items(), 8 << 20)
+    for sequence in range(1, 40):
+        message = wire.subscriber_prefix(sequence, sequence % 3) + body
+        heap = Reassembler().feed(wire.parse_heap(message))
+        assert heap is not None
+        big = heap["big"]
+        assert big.flags.aligned and not big.flags.owndata and not big.flags.writeable
+        assert np.array_equal(big, ARRAYS["big"])
+
+
+def test_misaligned_data_from_another_server_is_copied_to_an_aligned_array() -> None:
+    values = np.arange(3000, dtype="<f8")
+    item = pb.Item(id=1, name="x", dtype="<f8", shape=[3000], data=values.tobytes())
+    for lead in range(8):  # unknown fields of 2..9 bytes shift the data by each amount
+        message = (
+            length_delimited(900, bytes(lead))
+            + pb.Heap(sequence=1, items=[item]).SerializeToString()
+        )
+        heap = Reassembler().feed(wire.parse_heap(message))
+        assert heap is not None
+        assert heap["x"].flags.aligned and np.array_equal(heap["x"], values)
+
+
+def message_with_data(data_size: int, total: int) -> bytes:
+    """A Heap of ``total`` bytes with one item of ``data_size`` bytes of data."""
+    entry_of = lambda filler: length_delimited(  # noqa: E731
+        15, length_delimited(15, bytes(data_size)) + length_delimited(900, bytes(filler))
+    )
+    filler = total - len(entry_of(0))
+    while len(entry_of(filler)) > total:  # the length varints grew with the filler
+        filler -= 1
+    message = entry_of(filler)
+    assert len(message) == total
+    return message
+
+
+@pytest.mark.parametrize(("total", "view"), [(1999, True), (2000, True), (2001, False)])
+def test_data_is_left_in_place_from_half_the_message(total: int, view: bool) -> None:
+    ((_, data),) = wire.parse_heap(message_with_data(1000, total)).items
+    assert isinstance(data, memoryview) is view and len(data) == 1000
+
+
 def field(number: int, wire_type: int, value: bytes) -> bytes:
     return wire.varint(number << 3 | wire_type) + value
 
@@ -189,6 +255,14 @@ def test_parse_heap_rejects_what_protobuf_rejects() -> None:
         field(20, 4, b""),  # an end of group with no start
         field(20, 6, b""),  # no such wire type
         length_delimited(15, field(1, 7, b"")),  # the same, inside an item
+        b"\xfa\x80\x80\x80\x80\x00\x00",  # a 6-byte tag for items
+        length_delimited(15, b"\xfa\x80\x80\x80\x80\x00\x00"),  # ... and for data
+        b"\x7a\x80\x80\x80\x80\x80\x00",  # a 6-byte length for items
+        length_delimited(15, b"\x7a\x80\x80\x80\x80\x80\x00"),  # ... and for data
+        length_delimited(15, field(1, 3, b"") * 100 + field(1, 4, b"") * 100),  # groups 100 deep
+        length_delimited(15, field(1, 3, b"") * 99 + field(1, 4, b"") * 99),
+        field(1, 3, b"") * 100 + field(1, 4, b"") * 100,
+        field(1, 3, b"") * 101 + field(1, 4, b"") * 101,
         length_delimited(15, length_delimited(2, b"\xff")),  # a name that is not UTF-8
         field(0, 0, b"\x01"),  # field number 0
     ]

@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fspead2/gateway/v1/gateway.proto\x12\x11spead2.gateway.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\")\n\x0b\x46ormatField\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04\x62its\x18\x02 \x01(\r\"\xa0\x01\n\nDescriptor\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\r\n\x05shape\x18\x04 \x03(\x03\x12\r\n\x05\x64type\x18\x05 \x01(\t\x12.\n\x06\x66ormat\x18\x06 \x03(\x0b\x32\x1e.spead2.gateway.v1.FormatField\x12\x15\n\rfortran_order\x18\x07 \x01(\x08\"\xb1\x01\n\x04Item\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x64type\x18\x03 \x01(\t\x12\r\n\x05shape\x18\x04 \x03(\x04\x12\x15\n\rfortran_order\x18\x05 \x01(\x08\x12.\n\x06\x66ormat\x18\x06 \x03(\x0b\x32\x1e.spead2.gateway.v1.FormatField\x12\x0e\n\x06offset\x18\x07 \x01(\x04\x12\x0c\n\x04size\x18\x08 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x0f \x01(\x0c\"\xb3\x02\n\x04Heap\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0b\n\x03\x63nt\x18\x02 \x01(\x04\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x0f\n\x07\x64ropped\x18\x04 \x01(\x04\x12,\n\x08received\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nincomplete\x18\x06 \x01(\x08\x12\x17\n\x0fstart_of_stream\x18\x07 \x01(\x08\x12\x15\n\rend_of_stream\x18\x08 \x01(\x08\x12\x13\n\x0bheap_length\x18\t \x01(\x04\x12\x17\n\x0freceived_length\x18\n \x01(\x04\x12\x10\n\x08\x66ragment\x18\x0b \x01(\r\x12\x11\n\tfragments\x18\x0c \x01(\r\x12&\n\x05items\x18\x0f \x03(\x0b\x32\x17.spead2.gateway.v1.Item\"\x8c\x01\n\x10SubscribeRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x12\n\nitem_names\x18\x02 \x03(\t\x12\x10\n\x08item_ids\x18\x03 \x03(\x04\x12\x11\n\tevery_nth\x18\x04 \x01(\r\x12\x1a\n\x12include_incomplete\x18\x05 \x01(\x08\x12\x13\n\x0bqueue_depth\x18\x06 \x01(\r\"\x90\x01\n\nStreamInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x04kind\x18\x02 \x01(\x0e\x32\x1d.spead2.gateway.v1.StreamKind\x12\x11\n\ttransport\x18\x03 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12\x13\n\x0bsubscribers\x18\x06 \x01(\r\"\x14\n\x12ListStreamsRequest\"E\n\x13ListStreamsResponse\x12.\n\x07streams\x18\x01 \x03(\x0b\x32\x1d.spead2.gateway.v1.StreamInfo\" \n\x10GetStreamRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xc7\x01\n\x0cStreamDetail\x12+\n\x04info\x18\x01 \x01(\x0b\x32\x1d.spead2.gateway.v1.StreamInfo\x12\'\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x32\n\x0b\x64\x65scriptors\x18\x03 \x03(\x0b\x32\x1d.spead2.gateway.v1.Descriptor\x12-\n\x05stats\x18\x04 \x01(\x0b\x32\x1e.spead2.gateway.v1.StreamStats\"\xa7\x01\n\x0fSubscriberStats\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x14\n\x0cqueued_heaps\x18\x02 \x01(\x04\x12\x14\n\x0cqueued_bytes\x18\x03 \x01(\x04\x12\x13\n\x0bqueue_depth\x18\x04 \x01(\x04\x12\x17\n\x0f\x64\x65livered_heaps\x18\x05 \x01(\x04\x12\x15\n\rdropped_heaps\x18\x06 \x01(\x04\x12\x17\n\x0f\x64\x65livered_bytes\x18\x07 \x01(\x04\"\xe5\x04\n\x0bStreamStats\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12+\n\x04kind\x18\x02 \x01(\x0e\x32\x1d.spead2.gateway.v1.StreamKind\x12>\n\x08\x63ounters\x18\x03 \x03(\x0b\x32,.spead2.gateway.v1.StreamStats.CountersEntry\x12\x38\n\x05\x64rops\x18\x04 \x03(\x0b\x32).spead2.gateway.v1.StreamStats.DropsEntry\x12\x12\n\nring_depth\x18\x05 \x01(\x04\x12\x15\n\rring_capacity\x18\x06 \x01(\x04\x12\x17\n\x0fring_high_water\x18\x07 \x01(\x04\x12\x43\n\x0bmemory_pool\x18\x08 \x03(\x0b\x32..spead2.gateway.v1.StreamStats.MemoryPoolEntry\x12\x17\n\x0fpublished_heaps\x18\t \x01(\x04\x12 \n\x18subscriber_dropped_heaps\x18\n \x01(\x04\x12\x37\n\x0bsubscribers\x18\x0b \x03(\x0b\x32\".spead2.gateway.v1.SubscriberStats\x12\x10\n\x08restarts\x18\x0c \x01(\x04\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a,\n\nDropsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a\x31\n\x0fMemoryPoolEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\">\n\x11WatchStatsRequest\x12\x0f\n\x07streams\x18\x01 \x03(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x01\"h\n\x0bStatsUpdate\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x07streams\x18\x02 \x03(\x0b\x32\x1e.spead2.gateway.v1.StreamStats\"\xb6\x01\n\x0bSendRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x17\n\x0fstart_of_stream\x18\x02 \x01(\x08\x12\x15\n\rend_of_stream\x18\x03 \x01(\x08\x12\x32\n\x0b\x64\x65scriptors\x18\x04 \x03(\x0b\x32\x1d.spead2.gateway.v1.Descriptor\x12\x0b\n\x03\x63nt\x18\x05 \x01(\x04\x12&\n\x05items\x18\x0f \x03(\x0b\x32\x17.spead2.gateway.v1.Item\",\n\x0cSendResponse\x12\r\n\x05heaps\x18\x01 \x01(\x04\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04*X\n\nStreamKind\x12\x1b\n\x17STREAM_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13STREAM_KIND_RECEIVE\x10\x01\x12\x14\n\x10STREAM_KIND_SEND\x10\x02\x32\xa8\x03\n\x07Gateway\x12\\\n\x0bListStreams\x12%.spead2.gateway.v1.ListStreamsRequest\x1a&.spead2.gateway.v1.ListStreamsResponse\x12Q\n\tGetStream\x12#.spead2.gateway.v1.GetStreamRequest\x1a\x1f.spead2.gateway.v1.StreamDetail\x12K\n\tSubscribe\x12#.spead2.gateway.v1.SubscribeRequest\x1a\x17.spead2.gateway.v1.Heap0\x01\x12T\n\nWatchStats\x12$.spead2.gateway.v1.WatchStatsRequest\x1a\x1e.spead2.gateway.v1.StatsUpdate0\x01\x12I\n\x04Send\x12\x1e.spead2.gateway.v1.SendRequest\x1a\x1f.spead2.gateway.v1.SendResponse(\x01\x42\x1dZ\x1bspead2/gateway/v1;gatewayv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fspead2/gateway/v1/gateway.proto\x12\x11spead2.gateway.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\")\n\x0b\x46ormatField\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04\x62its\x18\x02 \x01(\r\"\xa0\x01\n\nDescriptor\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\r\n\x05shape\x18\x04 \x03(\x03\x12\r\n\x05\x64type\x18\x05 \x01(\t\x12.\n\x06\x66ormat\x18\x06 \x03(\x0b\x32\x1e.spead2.gateway.v1.FormatField\x12\x15\n\rfortran_order\x18\x07 \x01(\x08\"\xb1\x01\n\x04Item\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x64type\x18\x03 \x01(\t\x12\r\n\x05shape\x18\x04 \x03(\x04\x12\x15\n\rfortran_order\x18\x05 \x01(\x08\x12.\n\x06\x66ormat\x18\x06 \x03(\x0b\x32\x1e.spead2.gateway.v1.FormatField\x12\x0e\n\x06offset\x18\x07 \x01(\x04\x12\x0c\n\x04size\x18\x08 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x0f \x01(\x0c\"\xc4\x02\n\x04Heap\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0b\n\x03\x63nt\x18\x02 \x01(\x04\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x0f\n\x07\x64ropped\x18\x04 \x01(\x04\x12,\n\x08received\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nincomplete\x18\x06 \x01(\x08\x12\x17\n\x0fstart_of_stream\x18\x07 \x01(\x08\x12\x15\n\rend_of_stream\x18\x08 \x01(\x08\x12\x13\n\x0bheap_length\x18\t \x01(\x04\x12\x17\n\x0freceived_length\x18\n \x01(\x04\x12\x10\n\x08\x66ragment\x18\x0b \x01(\r\x12\x11\n\tfragments\x18\x0c \x01(\r\x12\x0f\n\x07padding\x18\x0e \x01(\x0c\x12&\n\x05items\x18\x0f \x03(\x0b\x32\x17.spead2.gateway.v1.Item\"\x8c\x01\n\x10SubscribeRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x12\n\nitem_names\x18\x02 \x03(\t\x12\x10\n\x08item_ids\x18\x03 \x03(\x04\x12\x11\n\tevery_nth\x18\x04 \x01(\r\x12\x1a\n\x12include_incomplete\x18\x05 \x01(\x08\x12\x13\n\x0bqueue_depth\x18\x06 \x01(\r\"\x90\x01\n\nStreamInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x04kind\x18\x02 \x01(\x0e\x32\x1d.spead2.gateway.v1.StreamKind\x12\x11\n\ttransport\x18\x03 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12\x13\n\x0bsubscribers\x18\x06 \x01(\r\"\x14\n\x12ListStreamsRequest\"E\n\x13ListStreamsResponse\x12.\n\x07streams\x18\x01 \x03(\x0b\x32\x1d.spead2.gateway.v1.StreamInfo\" \n\x10GetStreamRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xc7\x01\n\x0cStreamDetail\x12+\n\x04info\x18\x01 \x01(\x0b\x32\x1d.spead2.gateway.v1.StreamInfo\x12\'\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x32\n\x0b\x64\x65scriptors\x18\x03 \x03(\x0b\x32\x1d.spead2.gateway.v1.Descriptor\x12-\n\x05stats\x18\x04 \x01(\x0b\x32\x1e.spead2.gateway.v1.StreamStats\"\xa7\x01\n\x0fSubscriberStats\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x14\n\x0cqueued_heaps\x18\x02 \x01(\x04\x12\x14\n\x0cqueued_bytes\x18\x03 \x01(\x04\x12\x13\n\x0bqueue_depth\x18\x04 \x01(\x04\x12\x17\n\x0f\x64\x65livered_heaps\x18\x05 \x01(\x04\x12\x15\n\rdropped_heaps\x18\x06 \x01(\x04\x12\x17\n\x0f\x64\x65livered_bytes\x18\x07 \x01(\x04\"\xe5\x04\n\x0bStreamStats\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12+\n\x04kind\x18\x02 \x01(\x0e\x32\x1d.spead2.gateway.v1.StreamKind\x12>\n\x08\x63ounters\x18\x03 \x03(\x0b\x32,.spead2.gateway.v1.StreamStats.CountersEntry\x12\x38\n\x05\x64rops\x18\x04 \x03(\x0b\x32).spead2.gateway.v1.StreamStats.DropsEntry\x12\x12\n\nring_depth\x18\x05 \x01(\x04\x12\x15\n\rring_capacity\x18\x06 \x01(\x04\x12\x17\n\x0fring_high_water\x18\x07 \x01(\x04\x12\x43\n\x0bmemory_pool\x18\x08 \x03(\x0b\x32..spead2.gateway.v1.StreamStats.MemoryPoolEntry\x12\x17\n\x0fpublished_heaps\x18\t \x01(\x04\x12 \n\x18subscriber_dropped_heaps\x18\n \x01(\x04\x12\x37\n\x0bsubscribers\x18\x0b \x03(\x0b\x32\".spead2.gateway.v1.SubscriberStats\x12\x10\n\x08restarts\x18\x0c \x01(\x04\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a,\n\nDropsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a\x31\n\x0fMemoryPoolEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\">\n\x11WatchStatsRequest\x12\x0f\n\x07streams\x18\x01 \x03(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x01\"h\n\x0bStatsUpdate\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x07streams\x18\x02 \x03(\x0b\x32\x1e.spead2.gateway.v1.StreamStats\"\xb6\x01\n\x0bSendRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x17\n\x0fstart_of_stream\x18\x02 \x01(\x08\x12\x15\n\rend_of_stream\x18\x03 \x01(\x08\x12\x32\n\x0b\x64\x65scriptors\x18\x04 \x03(\x0b\x32\x1d.spead2.gateway.v1.Descriptor\x12\x0b\n\x03\x63nt\x18\x05 \x01(\x04\x12&\n\x05items\x18\x0f \x03(\x0b\x32\x17.spead2.gateway.v1.Item\",\n\x0cSendResponse\x12\r\n\x05heaps\x18\x01 \x01(\x04\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04*X\n\nStreamKind\x12\x1b\n\x17STREAM_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13STREAM_KIND_RECEIVE\x10\x01\x12\x14\n\x10STREAM_KIND_SEND\x10\x02\x32\xa8\x03\n\x07Gateway\x12\\\n\x0bListStreams\x12%.spead2.gateway.v1.ListStreamsRequest\x1a&.spead2.gateway.v1.ListStreamsResponse\x12Q\n\tGetStream\x12#.spead2.gateway.v1.GetStreamRequest\x1a\x1f.spead2.gateway.v1.StreamDetail\x12K\n\tSubscribe\x12#.spead2.gateway.v1.SubscribeRequest\x1a\x17.spead2.gateway.v1.Heap0\x01\x12T\n\nWatchStats\x12$.spead2.gateway.v1.WatchStatsRequest\x1a\x1e.spead2.gateway.v1.StatsUpdate0\x01\x12I\n\x04Send\x12\x1e.spead2.gateway.v1.SendRequest\x1a\x1f.spead2.gateway.v1.SendResponse(\x01\x42\x1dZ\x1bspead2/gateway/v1;gatewayv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,8 +40,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMSTATS_DROPSENTRY']._serialized_options = b'8\001'
   _globals['_STREAMSTATS_MEMORYPOOLENTRY']._loaded_options = None
   _globals['_STREAMSTATS_MEMORYPOOLENTRY']._serialized_options = b'8\001'
-  _globals['_STREAMKIND']._serialized_start=2619
-  _globals['_STREAMKIND']._serialized_end=2707
+  _globals['_STREAMKIND']._serialized_start=2636
+  _globals['_STREAMKIND']._serialized_end=2724
   _globals['_FORMATFIELD']._serialized_start=117
   _globals['_FORMATFIELD']._serialized_end=158
   _globals['_DESCRIPTOR']._serialized_start=161
@@ -49,37 +49,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ITEM']._serialized_start=324
   _globals['_ITEM']._serialized_end=501
   _globals['_HEAP']._serialized_start=504
-  _globals['_HEAP']._serialized_end=811
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=814
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=954
-  _globals['_STREAMINFO']._serialized_start=957
-  _globals['_STREAMINFO']._serialized_end=1101
-  _globals['_LISTSTREAMSREQUEST']._serialized_start=1103
-  _globals['_LISTSTREAMSREQUEST']._serialized_end=1123
-  _globals['_LISTSTREAMSRESPONSE']._serialized_start=1125
-  _globals['_LISTSTREAMSRESPONSE']._serialized_end=1194
-  _globals['_GETSTREAMREQUEST']._serialized_start=1196
-  _globals['_GETSTREAMREQUEST']._serialized_end=1228
-  _globals['_STREAMDETAIL']._serialized_start=1231
-  _globals['_STREAMDETAIL']._serialized_end=1430
-  _globals['_SUBSCRIBERSTATS']._serialized_start=1433
-  _globals['_SUBSCRIBERSTATS']._serialized_end=1600
-  _globals['_STREAMSTATS']._serialized_start=1603
-  _globals['_STREAMSTATS']._serialized_end=2216
-  _globals['_STREAMSTATS_COUNTERSENTRY']._serialized_start=2072
-  _globals['_STREAMSTATS_COUNTERSENTRY']._serialized_end=2119
-  _globals['_STREAMSTATS_DROPSENTRY']._serialized_start=2121
-  _globals['_STREAMSTATS_DROPSENTRY']._serialized_end=2165
-  _globals['_STREAMSTATS_MEMORYPOOLENTRY']._serialized_start=2167
-  _globals['_STREAMSTATS_MEMORYPOOLENTRY']._serialized_end=2216
-  _globals['_WATCHSTATSREQUEST']._serialized_start=2218
-  _globals['_WATCHSTATSREQUEST']._serialized_end=2280
-  _globals['_STATSUPDATE']._serialized_start=2282
-  _globals['_STATSUPDATE']._serialized_end=2386
-  _globals['_SENDREQUEST']._serialized_start=2389
-  _globals['_SENDREQUEST']._serialized_end=2571
-  _globals['_SENDRESPONSE']._serialized_start=2573
-  _globals['_SENDRESPONSE']._serialized_end=2617
-  _globals['_GATEWAY']._serialized_start=2710
-  _globals['_GATEWAY']._serialized_end=3134
+  _globals['_HEAP']._serialized_end=828
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=831
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=971
+  _globals['_STREAMINFO']._serialized_start=974
+  _globals['_STREAMINFO']._serialized_end=1118
+  _globals['_LISTSTREAMSREQUEST']._serialized_start=1120
+  _globals['_LISTSTREAMSREQUEST']._serialized_end=1140
+  _globals['_LISTSTREAMSRESPONSE']._serialized_start=1142
+  _globals['_LISTSTREAMSRESPONSE']._serialized_end=1211
+  _globals['_GETSTREAMREQUEST']._serialized_start=1213
+  _globals['_GETSTREAMREQUEST']._serialized_end=1245
+  _globals['_STREAMDETAIL']._serialized_start=1248
+  _globals['_STREAMDETAIL']._serialized_end=1447
+  _globals['_SUBSCRIBERSTATS']._serialized_start=1450
+  _globals['_SUBSCRIBERSTATS']._serialized_end=1617
+  _globals['_STREAMSTATS']._serialized_start=1620
+  _globals['_STREAMSTATS']._serialized_end=2233
+  _globals['_STREAMSTATS_COUNTERSENTRY']._serialized_start=2089
+  _globals['_STREAMSTATS_COUNTERSENTRY']._serialized_end=2136
+  _globals['_STREAMSTATS_DROPSENTRY']._serialized_start=2138
+  _globals['_STREAMSTATS_DROPSENTRY']._serialized_end=2182
+  _globals['_STREAMSTATS_MEMORYPOOLENTRY']._serialized_start=2184
+  _globals['_STREAMSTATS_MEMORYPOOLENTRY']._serialized_end=2233
+  _globals['_WATCHSTATSREQUEST']._serialized_start=2235
+  _globals['_WATCHSTATSREQUEST']._serialized_end=2297
+  _globals['_STATSUPDATE']._serialized_start=2299
+  _globals['_STATSUPDATE']._serialized_end=2403
+  _globals['_SENDREQUEST']._serialized_start=2406
+  _globals['_SENDREQUEST']._serialized_end=2588
+  _globals['_SENDRESPONSE']._serialized_start=2590
+  _globals['_SENDRESPONSE']._serialized_end=2634
+  _globals['_GATEWAY']._serialized_start=2727
+  _globals['_GATEWAY']._serialized_end=3151
 # @@protoc_insertion_point(module_scope)

@@ -69,7 +69,7 @@ class Item(_message.Message):
     def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., fortran_order: _Optional[bool] = ..., format: _Optional[_Iterable[_Union[FormatField, _Mapping]]] = ..., offset: _Optional[int] = ..., size: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class Heap(_message.Message):
-    __slots__ = ("stream", "cnt", "sequence", "dropped", "received", "incomplete", "start_of_stream", "end_of_stream", "heap_length", "received_length", "fragment", "fragments", "items")
+    __slots__ = ("stream", "cnt", "sequence", "dropped", "received", "incomplete", "start_of_stream", "end_of_stream", "heap_length", "received_length", "fragment", "fragments", "padding", "items")
     STREAM_FIELD_NUMBER: _ClassVar[int]
     CNT_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +82,7 @@ class Heap(_message.Message):
     RECEIVED_LENGTH_FIELD_NUMBER: _ClassVar[int]
     FRAGMENT_FIELD_NUMBER: _ClassVar[int]
     FRAGMENTS_FIELD_NUMBER: _ClassVar[int]
+    PADDING_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     stream: str
     cnt: int
@@ -95,8 +96,9 @@ class Heap(_message.Message):
     received_length: int
     fragment: int
     fragments: int
+    padding: bytes
     items: _containers.RepeatedCompositeFieldContainer[Item]
-    def __init__(self, stream: _Optional[str] = ..., cnt: _Optional[int] = ..., sequence: _Optional[int] = ..., dropped: _Optional[int] = ..., received: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., incomplete: _Optional[bool] = ..., start_of_stream: _Optional[bool] = ..., end_of_stream: _Optional[bool] = ..., heap_length: _Optional[int] = ..., received_length: _Optional[int] = ..., fragment: _Optional[int] = ..., fragments: _Optional[int] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ...) -> None: ...
+    def __init__(self, stream: _Optional[str] = ..., cnt: _Optional[int] = ..., sequence: _Optional[int] = ..., dropped: _Optional[int] = ..., received: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., incomplete: _Optional[bool] = ..., start_of_stream: _Optional[bool] = ..., end_of_stream: _Optional[bool] = ..., heap_length: _Optional[int] = ..., received_length: _Optional[int] = ..., fragment: _Optional[int] = ..., fragments: _Optional[int] = ..., padding: _Optional[bytes] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
     __slots__ = ("stream", "item_names", "item_ids", "every_nth", "include_incomplete", "queue_depth")

@@ -371,8 +371,13 @@ type Heap struct {
 	ReceivedLength uint64 `protobuf:"varint,10,opt,name=received_length,json=receivedLength,proto3" json:"received_length,omitempty"`
 	// Splitting: this message is fragment `fragment` (from 0) of `fragments`. 0 fragments
 	// means the heap is in this message alone.
-	Fragment      uint32  `protobuf:"varint,11,opt,name=fragment,proto3" json:"fragment,omitempty"`
-	Fragments     uint32  `protobuf:"varint,12,opt,name=fragments,proto3" json:"fragments,omitempty"`
+	Fragment  uint32 `protobuf:"varint,11,opt,name=fragment,proto3" json:"fragment,omitempty"`
+	Fragments uint32 `protobuf:"varint,12,opt,name=fragments,proto3" json:"fragments,omitempty"`
+	// Zero bytes, to be ignored. The daemon puts this field (possibly several times) before
+	// the subscriber fields end and before each item whose data is 4096 bytes or more, so that
+	// such data starts at a multiple of 16 bytes from the start of the message: a client can
+	// then use it in place as an aligned array.
+	Padding       []byte  `protobuf:"bytes,14,opt,name=padding,proto3" json:"padding,omitempty"`
 	Items         []*Item `protobuf:"bytes,15,rep,name=items,proto3" json:"items,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -490,6 +495,13 @@ func (x *Heap) GetFragments() uint32 {
 		return x.Fragments
 	}
 	return 0
+}
+
+func (x *Heap) GetPadding() []byte {
+	if x != nil {
+		return x.Padding
+	}
+	return nil
 }
 
 func (x *Heap) GetItems() []*Item {
@@ -1381,7 +1393,7 @@ const file_spead2_gateway_v1_gateway_proto_rawDesc = "" +
 	"\x06format\x18\x06 \x03(\v2\x1e.spead2.gateway.v1.FormatFieldR\x06format\x12\x16\n" +
 	"\x06offset\x18\a \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04size\x18\b \x01(\x04R\x04size\x12\x12\n" +
-	"\x04data\x18\x0f \x01(\fR\x04data\"\xbd\x03\n" +
+	"\x04data\x18\x0f \x01(\fR\x04data\"\xd7\x03\n" +
 	"\x04Heap\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x10\n" +
 	"\x03cnt\x18\x02 \x01(\x04R\x03cnt\x12\x1a\n" +
@@ -1398,7 +1410,8 @@ const file_spead2_gateway_v1_gateway_proto_rawDesc = "" +
 	"\x0freceived_length\x18\n" +
 	" \x01(\x04R\x0ereceivedLength\x12\x1a\n" +
 	"\bfragment\x18\v \x01(\rR\bfragment\x12\x1c\n" +
-	"\tfragments\x18\f \x01(\rR\tfragments\x12-\n" +
+	"\tfragments\x18\f \x01(\rR\tfragments\x12\x18\n" +
+	"\apadding\x18\x0e \x01(\fR\apadding\x12-\n" +
 	"\x05items\x18\x0f \x03(\v2\x17.spead2.gateway.v1.ItemR\x05items\"\xd1\x01\n" +
 	"\x10SubscribeRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1d\n" +
