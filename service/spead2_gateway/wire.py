@@ -8,9 +8,10 @@ avoid re-encoding a heap for each subscriber:
   metadata, then its data last);
 * the heap's own fields (stream, cnt, time, flags) are encoded once as a header;
 * a subscriber's message is ``prefix + header + entries``, where the prefix holds only the
-  subscriber's ``sequence`` and ``dropped`` fields. Subscribers with the same item filter
-  share one plan of ``header + entries`` (a :class:`Fragment` per message); with a filter,
-  only the chosen entries are in it.
+  subscriber's ``sequence`` and ``dropped`` fields (and padding, see below). Subscribers
+  with the same item filter share one plan of ``header + entries`` (a :class:`Fragment` per
+  message, with padding before large data); with a filter, only the chosen entries are in
+  it.
 
 The plan is kept as pieces, the item data as views of the received heap, and joined only
 behind each subscriber's prefix (:meth:`Fragment.join`). Every byte of item data is thus

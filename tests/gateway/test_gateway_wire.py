@@ -138,22 +138,42 @@ def test_parse_heap_leaves_large_data_in_the_message_and_copies_small_data() -> 
 def test_large_data_starts_aligned_in_every_message(
     limit: int, sequence: int, dropped: int
 ) -> None:
-    """Every item data (or chunk) of ALIGNED_DATA_MIN bytes or more starts at a multiple of
-    DATA_ALIGNMENT from the start of the message, whatever the prefix and the splitting."""
+    """Every item data (or chunk) of 4096 bytes or more starts at a multiple of 16 bytes from
+    the start of the message, whatever the prefix and the splitting."""
+    assert (wire.ALIGNED_DATA_MIN, wire.DATA_ALIGNMENT) == (4096, 16)  # as the API documents
+    rng = np.random.default_rng(1)
+    edges = [
+        encoded(0x2000 + n, f"n{n}", rng.integers(0, 256, n, dtype=np.uint8)) for n in (4095, 4096)
+    ]
     header = wire.encode_header(pb.Heap(stream="a name of odd length", cnt=12345))
     prefix = wire.subscriber_prefix(sequence, dropped)
-    assert len(prefix) % wire.DATA_ALIGNMENT == 0
-    aligned = 0
-    for body in wire.build_fragments(header, items(), limit):
+    assert len(prefix) % 16 == 0
+    aligned = set()
+    for body in wire.build_fragments(header, [*items(), *edges], limit):
         assert len(body) <= limit
         message = prefix + body
         for meta, data in wire.parse_heap(message).items:
-            if len(data) < wire.ALIGNED_DATA_MIN:
+            if len(data) < 4096:
                 continue
             start = message.find(bytes(data))  # the data is unique in these messages
-            assert start % wire.DATA_ALIGNMENT == 0, (meta.name, start)
-            aligned += 1
-    assert aligned >= 2  # "big" (or its chunks) and "medium"
+            assert start % 16 == 0, (meta.name, start)
+            aligned.add(meta.name)
+    assert {"big", "medium", "n4096"} <= aligned
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_padding_is_counted_against_the_fragment_limit(seed: int) -> None:
+    """Limits around the heap's unpadded size: whether the padding fits decides the split."""
+    rng = np.random.default_rng(seed)
+    large = [
+        encoded(0x2000 + i, f"i{i}", rng.integers(0, 256, n, dtype=np.uint8))
+        for i, n in enumerate(rng.integers(4096, 9000, 40))
+    ]
+    header = wire.encode_header(pb.Heap(stream="s", cnt=1))
+    unpadded = len(header) + sum(item.entry_size() for item in large)
+    for limit in range(unpadded - 800, unpadded + 800, 7):
+        for fragment in wire.plan_fragments(header, large, limit):
+            assert fragment.size == len(fragment.join(b"")) <= limit
 
 
 def test_arrays_of_large_items_are_aligned_views_of_the_message() -> None:
@@ -163,14 +183,14 @@ def test_arrays_of_large_items_are_aligned_views_of_the_message() -> None:
         heap = Reassembler().feed(wire.parse_heap(message))
         assert heap is not None
         big = heap["big"]
-        assert big.flags.aligned and not big.flags.owndata and not big.flags.writeable
+        assert big.ctypes.data % 16 == 0 and not big.flags.owndata and not big.flags.writeable
         assert np.array_equal(big, ARRAYS["big"])
 
 
 def test_misaligned_data_from_another_server_is_copied_to_an_aligned_array() -> None:
     values = np.arange(3000, dtype="<f8")
     item = pb.Item(id=1, name="x", dtype="<f8", shape=[3000], data=values.tobytes())
-    for lead in range(8):  # unknown fields of 2..9 bytes shift the data by each amount
+    for lead in range(8):  # unknown fields of 3..10 bytes shift the data by each amount
         message = (
             length_delimited(900, bytes(lead))
             + pb.Heap(sequence=1, items=[item]).SerializeToString()

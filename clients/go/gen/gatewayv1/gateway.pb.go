@@ -373,8 +373,8 @@ type Heap struct {
 	// means the heap is in this message alone.
 	Fragment  uint32 `protobuf:"varint,11,opt,name=fragment,proto3" json:"fragment,omitempty"`
 	Fragments uint32 `protobuf:"varint,12,opt,name=fragments,proto3" json:"fragments,omitempty"`
-	// Zero bytes, to be ignored. The daemon puts this field (possibly several times) before
-	// the subscriber fields end and before each item whose data is 4096 bytes or more, so that
+	// Zero bytes, to be ignored. The daemon puts this field (possibly several times) after
+	// `sequence` and `dropped` and before each item whose data is 4096 bytes or more, so that
 	// such data starts at a multiple of 16 bytes from the start of the message: a client can
 	// then use it in place as an aligned array.
 	Padding       []byte  `protobuf:"bytes,14,opt,name=padding,proto3" json:"padding,omitempty"`
