@@ -6,8 +6,8 @@ from it, but does nothing per heap except send bytes built before the first subs
 the Heap message bodies of one heap with the same two items (``payload``, ``timestamp``) and
 the same fragment size as the daemon, encoded once. Each message is only the per-subscriber
 prefix (``sequence`` and the daemon's alignment padding), the pre-built body and the heap's
-``cnt`` (a later field wins in protobuf), joined into one ``bytes``: grpcio needs a distinct bytes object per message, and a
-numbered stream cannot avoid that one concatenation.
+``cnt`` (a later field wins in protobuf), joined into one ``bytes``: grpcio needs a distinct
+bytes object per message, and a numbered stream cannot avoid that one concatenation.
 
 Waits until --subscribers subscriptions are open, then streams --heaps heaps to each, then a
 heap marked ``end_of_stream``. Prints ``READY <port>`` once serving; runs until SIGTERM.
