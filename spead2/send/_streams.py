@@ -64,9 +64,7 @@ def _udp_writer(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Str
         return writer, _config(bound)
     names = ("endpoints", "config", "buffer_size", "ttl", "interface")
     kwargs = dict(kwargs)
-    interface_key = next(
-        (k for k in ("interface_address", "interface_index") if k in kwargs), None
-    )
+    interface_key = next((k for k in ("interface_address", "interface_index") if k in kwargs), None)
     if interface_key is not None:
         kwargs["interface"] = kwargs.pop(interface_key)
     bound = _bind(names, args, kwargs, "UdpStream")
@@ -136,9 +134,7 @@ class BytesStream(Stream):
 
     _buffer: _BytesBuffer
 
-    def __new__(
-        cls, thread_pool: ThreadPool, config: StreamConfig | None = None
-    ) -> BytesStream:
+    def __new__(cls, thread_pool: ThreadPool, config: StreamConfig | None = None) -> BytesStream:
         writer, buffer = bytes_writer()
         self = super().__new__(cls, thread_pool, writer, config or StreamConfig())
         self._buffer = buffer
