@@ -10,7 +10,9 @@ ways, alternately, in one process:
 
 With ``--tune-malloc`` the process first applies ``spead2_gateway.malloc.tune_malloc()`` (as
 the daemon, the command-line client and the gateway suite's subscriber do); without it,
-glibc maps and unmaps each large ``bytes``, which is what a user's own program gets.
+glibc maps and unmaps each large ``bytes``, which is what a user's own program gets as long as
+glibc's dynamic mmap threshold has not been raised (it rises to the size of the largest
+mapped block freed so far: this script frees no block larger than a message first).
 Prints one JSON object: microseconds per message, the median over --rounds rounds.
 """
 
@@ -25,24 +27,16 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from spead2_gateway import codec, wire
+from gateway_bare import heap_parts
+from spead2_gateway import wire
 from spead2_gateway._proto import gateway_pb2 as pb
 from spead2_gateway.malloc import tune_malloc
 
 
 def messages(heap_size: int, count: int) -> list[bytes]:
-    """``count`` messages of one heap, as the daemon sends them to one subscriber."""
-    values = {"payload": np.arange(heap_size, dtype=np.uint8), "timestamp": np.uint64(5)}
-    items = []
-    for offset, (name, value) in enumerate(values.items()):
-        array = np.asarray(value)
-        _, data = codec.array_to_bytes(array)
-        meta = pb.Item(
-            id=0x1000 + offset, name=name, dtype=codec.dtype_to_wire(array.dtype), shape=array.shape
-        )
-        items.append(wire.EncodedItem.from_proto(meta, data))
-    header = wire.encode_header(pb.Heap(stream="bench", cnt=1000))
-    (body,) = wire.build_fragments(header, items, 2 * heap_size + 4096)
+    """``count`` messages of one heap, as the suite's servers send them to one subscriber."""
+    payload = memoryview(np.arange(heap_size, dtype=np.uint8))
+    (body,) = wire.build_fragments(*heap_parts(payload), 2 * heap_size + 4096)
     return [wire.subscriber_prefix(sequence, 0) + body for sequence in range(1, count + 1)]
 
 

@@ -20,6 +20,9 @@ const (
 
 var errTruncated = errors.New("spead2 gateway: truncated or malformed Heap message")
 
+// protoCodec is grpc's own codec, for requests and for any message but a Heap.
+var protoCodec = encoding.GetCodecV2(proto.Name)
+
 // heapCodec is the codec of Subscribe calls. protobuf-go copies every bytes field out of the
 // message it decodes (it never aliases them), and grpc's default codec decodes from a pooled
 // buffer that it reuses; so each item's data would cost one more copy than it needs. This
@@ -30,13 +33,13 @@ type heapCodec struct{}
 func (heapCodec) Name() string { return proto.Name }
 
 func (heapCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return encoding.GetCodecV2(proto.Name).Marshal(v)
+	return protoCodec.Marshal(v)
 }
 
 func (heapCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	heap, ok := v.(*pb.Heap)
 	if !ok {
-		return encoding.GetCodecV2(proto.Name).Unmarshal(data, v)
+		return protoCodec.Unmarshal(data, v)
 	}
 	return parseHeap(materialize(data), heap)
 }

@@ -202,9 +202,11 @@ def test_misaligned_data_from_another_server_is_copied_to_an_aligned_array() -> 
 
 def message_with_data(data_size: int, total: int) -> bytes:
     """A Heap of ``total`` bytes with one item of ``data_size`` bytes of data."""
-    entry_of = lambda filler: length_delimited(  # noqa: E731
-        15, length_delimited(15, bytes(data_size)) + length_delimited(900, bytes(filler))
-    )
+
+    def entry_of(filler: int) -> bytes:
+        data = length_delimited(15, bytes(data_size))
+        return length_delimited(15, data + length_delimited(900, bytes(filler)))
+
     filler = total - len(entry_of(0))
     while len(entry_of(filler)) > total:  # the length varints grew with the filler
         filler -= 1
