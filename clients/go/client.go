@@ -31,11 +31,24 @@ const DefaultMaxMessageBytes = 64 << 20
 // client pings down to its min_ping_interval (at most 10 s).
 const DefaultKeepalive = 20 * time.Second
 
+// DefaultWindowBytes is the default HTTP/2 flow-control window of each stream and of the
+// connection. gRPC's default starts at 64 KiB and grows by probing the bandwidth-delay
+// product, which stays small on a fast local link, so the server stalls every few frames for
+// a window update; a fixed window of 16 one-MiB heaps lets it stream. It is also the most a
+// subscription holds in transit, unread, before the gateway's queue for it fills.
+const DefaultWindowBytes = 16 << 20
+
+// DefaultReadBufferBytes is the default size of the connection's read buffer: gRPC's 32 KiB
+// default takes 32 reads per MiB received.
+const DefaultReadBufferBytes = 256 << 10
+
 type options struct {
 	tlsConfig  *tls.Config
 	token      string
 	keepalive  time.Duration
 	maxMessage int
+	window     int32
+	readBuffer int
 	extra      []grpc.DialOption
 }
 
@@ -55,6 +68,14 @@ func WithKeepalive(interval time.Duration) Option { return func(o *options) { o.
 
 // WithMaxMessageBytes sets the largest message sent or received.
 func WithMaxMessageBytes(n int) Option { return func(o *options) { o.maxMessage = n } }
+
+// WithWindowBytes sets the HTTP/2 flow-control window of each stream and of the connection
+// (at least 65535 bytes; 0 keeps gRPC's own default, which probes the bandwidth-delay
+// product).
+func WithWindowBytes(n int32) Option { return func(o *options) { o.window = n } }
+
+// WithReadBufferBytes sets the size of the connection's read buffer (0 keeps gRPC's default).
+func WithReadBufferBytes(n int) Option { return func(o *options) { o.readBuffer = n } }
 
 // WithDialOptions adds raw gRPC dial options (applied last).
 func WithDialOptions(opts ...grpc.DialOption) Option {
@@ -80,7 +101,12 @@ func (bearer) RequireTransportSecurity() bool { return false }
 // Dial creates a client of the gateway at target ("host:port", or any gRPC target). The
 // connection is made lazily, on the first call.
 func Dial(target string, opts ...Option) (*Client, error) {
-	o := options{keepalive: DefaultKeepalive, maxMessage: DefaultMaxMessageBytes}
+	o := options{
+		keepalive:  DefaultKeepalive,
+		maxMessage: DefaultMaxMessageBytes,
+		window:     DefaultWindowBytes,
+		readBuffer: DefaultReadBufferBytes,
+	}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -99,6 +125,12 @@ func Dial(target string, opts ...Option) (*Client, error) {
 		dial = append(dial, grpc.WithKeepaliveParams(keepalive.ClientParameters{
 			Time: o.keepalive, Timeout: 20 * time.Second, PermitWithoutStream: true,
 		}))
+	}
+	if o.window > 0 {
+		dial = append(dial, grpc.WithInitialWindowSize(o.window), grpc.WithInitialConnWindowSize(o.window))
+	}
+	if o.readBuffer > 0 {
+		dial = append(dial, grpc.WithReadBufferSize(o.readBuffer))
 	}
 	dial = append(dial, o.extra...)
 	conn, err := grpc.NewClient(target, dial...)

@@ -21,7 +21,6 @@ import (
 	"time"
 
 	gateway "github.com/spead2-rs/spead2-gateway-go"
-	"google.golang.org/grpc"
 )
 
 // firstCnt is the heap cnt of the sender's data heap 0 (see gateway_send.py).
@@ -89,18 +88,11 @@ func run() error {
 	feedbackPort := flag.Int("feedback", 0, "UDP port of the sender (0: none)")
 	warmup := flag.Int("warmup", 10, "heaps left out of the figures")
 	idle := flag.Duration("idle", 20*time.Second, "give up after this long without a heap")
-	window := flag.Int("window", 0, "tuning: HTTP/2 initial stream and connection window (0: gRPC default, BDP probing)")
-	readBuffer := flag.Int("read-buffer", 0, "tuning: transport read buffer size (0: gRPC default)")
+	window := flag.Int("window", gateway.DefaultWindowBytes, "tuning: HTTP/2 stream and connection window (0: gRPC's probing window)")
+	readBuffer := flag.Int("read-buffer", gateway.DefaultReadBufferBytes, "tuning: transport read buffer size (0: gRPC's default)")
 	flag.Parse()
 
-	var dial []grpc.DialOption
-	if *window > 0 {
-		dial = append(dial, grpc.WithInitialWindowSize(int32(*window)), grpc.WithInitialConnWindowSize(int32(*window)))
-	}
-	if *readBuffer > 0 {
-		dial = append(dial, grpc.WithReadBufferSize(*readBuffer))
-	}
-	client, err := gateway.Dial(*target, gateway.WithDialOptions(dial...))
+	client, err := gateway.Dial(*target, gateway.WithWindowBytes(int32(*window)), gateway.WithReadBufferBytes(*readBuffer))
 	if err != nil {
 		return err
 	}
