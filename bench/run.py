@@ -876,6 +876,55 @@ def floor_throughput(
     return bare_run(env, opts, heap_size, 1, client, relay=lib == "ours")
 
 
+# Fractions of the ceiling at which the input bound paces its raw transfer.
+BOUND_FRACTIONS = (0.70, 0.75, 0.80)
+
+
+def beside_feed_run(
+    env: Env, opts: GatewayOptions, heap_size: int, client: str, rate: float
+) -> Result:
+    """The ceiling (one subscriber) while a raw loopback TCP transfer runs at ``rate`` heaps/s
+    beside it (``raw_feed.py --rate`` into ``raw_sink.py``): a gateway's input, and nothing
+    else of it."""
+    sink, port = start_listener(env, env.ours, "raw_sink.py", ["--heap-size", str(heap_size)])
+    feed_args = ["--port", str(port), "--heap-size", str(heap_size), "--rate", f"{rate:.1f}"]
+    feed_args += ["--seconds", str(30 + 4 * opts.heaps / rate)]  # outlasts the bare run
+    feed = spawn(env, [env.ours, str(WORKLOADS / "raw_feed.py"), *feed_args])
+    try:
+        result = bare_run(env, opts, heap_size, 1, client)
+    finally:
+        feed.send_signal(signal.SIGTERM)
+    fed = finish_listener(feed, "raw_feed.py")
+    sunk = finish_listener(sink, "raw_sink.py")
+    result["fed_gbps"] = fed["heaps_per_s"] * heap_size * 8 / 1e9
+    result["input_cpu_ms"] = fed["cpu_ms_per_heap"] + sunk["cpu_ms_per_heap"]
+    return result
+
+
+def input_bound(env: Env, opts: GatewayOptions, heap_size: int, client: str) -> None:
+    """Per round: the ceiling alone, then beside a raw transfer at each of BOUND_FRACTIONS of
+    that rate. Where the ceiling beside the transfer delivers less than the transfer carries,
+    no gateway whose input is that transfer could keep up at that fraction of the ceiling."""
+    rows: dict[float, list[Result]] = {f: [] for f in BOUND_FRACTIONS}
+    alone: list[float] = []
+    for _ in range(env.rounds):
+        try:
+            ceiling = bare_run(env, opts, heap_size, 1, client)["gbps"]
+            for fraction in BOUND_FRACTIONS:
+                rate = fraction * ceiling * 1e9 / 8 / heap_size
+                got = beside_feed_run(env, opts, heap_size, client, rate)
+                got["kept_up"] = got["gbps"] / got["fed_gbps"]
+                got["of_ceiling"] = got["gbps"] / ceiling
+                rows[fraction].append(got)
+            alone.append(ceiling)
+        except WorkloadError as exc:
+            print(f"   input bound, {client} client: failed: {exc}", flush=True)
+    env.raw.append({"suite": "gateway-bound", "case": client, "alone": alone, "rows": rows})
+    print(f"   {client} client: ceiling alone {fmt(median(alone), 'Gb/s')}", flush=True)
+    for fraction, results in rows.items():
+        report_single(f"transfer at {fraction:.2f} of it", GATEWAY_BOUND, list(results))
+
+
 def gateway_latency(
     env: Env, opts: GatewayOptions, heap_size: int, subscribers: int, client: str
 ) -> Result:
@@ -930,6 +979,13 @@ GATEWAY_THROUGHPUT = [
     Metric("client_cpu_ms", "client CPU ms/heap", "ms"),
     Metric("sender_cpu_ms", "sender CPU ms/heap", "ms", ratio=False),
     Metric("lost", "heaps lost", "", ratio=False),
+]
+GATEWAY_BOUND = [
+    Metric("fed_gbps", "transfer Gb/s", "Gb/s"),
+    Metric("gbps", "ceiling beside it Gb/s", "Gb/s"),
+    Metric("kept_up", "ceiling / transfer", ""),
+    Metric("of_ceiling", "of the ceiling alone", ""),
+    Metric("input_cpu_ms", "transfer CPU ms/heap", "ms"),
 ]
 GATEWAY_LATENCY = [
     Metric("sender_p50", "send->client p50", "ms"),
@@ -1020,6 +1076,16 @@ def suite_gateway(env: Env, opts: GatewayOptions) -> None:
             GATEWAY_THROUGHPUT,
             partial(floor_throughput, env, opts, heap_size, client),
         )
+    print(
+        "\n== gateway input bound: the bare server (one subscriber) beside a raw loopback TCP "
+        "transfer of 1 MiB blocks (raw_feed.py --rate, sendall, into raw_sink.py, one "
+        "MSG_WAITALL read each) paced at a fraction of the bare rate measured alone in the "
+        "same round. A gateway must at least take in its input and send as the bare server "
+        "does: where ceiling / transfer < 1, none could keep up at that fraction  "
+        f"[{load_average()}]"
+    )
+    for client in clients:
+        input_bound(env, opts, heap_size, client)
     if opts.latency_rate <= 0:
         return
     gbps = opts.latency_rate * heap_size * 8 / 1e9
