@@ -19,6 +19,8 @@ Only the standard library is needed to run this file; the workloads need numpy a
 from __future__ import annotations
 
 import argparse
+import array
+import bisect
 import json
 import math
 import os
@@ -803,36 +805,36 @@ def bare_run(
     subscribers: int,
     client: str,
     relay: bool = False,
+    beside_rate: float = 0.0,
 ) -> Result:
     """The ceiling: a bare grpcio server streaming pre-built messages to the same clients.
 
     With ``relay``, the input floor instead: the same server relaying each payload from a raw
-    TCP feed (``raw_feed.py``), for one subscriber.
+    TCP feed (``raw_feed.py``), for one subscriber. With ``beside_rate``, the ceiling for the
+    input bound: the same server while a raw TCP transfer of that many heaps/s runs into a
+    thread of it that discards it (``--sink-port``); ``fed_gbps`` is what the transfer
+    carried while the subscribers were being measured, from the thread's arrival stamps.
     """
-    relay_port = free_port("tcp") if relay else 0
-    server, port = start_listener(
-        env,
-        env.ours,
-        "gateway_bare.py",
-        [
-            "--heap-size",
-            str(heap_size),
-            "--heaps",
-            str(opts.heaps),
-            "--subscribers",
-            str(subscribers),
-            "--relay-port",
-            str(relay_port),
-            *(["--fragment-bytes", str(opts.fragment_bytes)] if opts.fragment_bytes else []),
-        ],
-    )
+    feed_port = free_port("tcp") if relay or beside_rate else 0
+    stamps = env.workdir / "sink-stamps.bin"
+    args = ["--heap-size", str(heap_size), "--heaps", str(opts.heaps)]
+    args += ["--subscribers", str(subscribers), "--relay-port", str(feed_port if relay else 0)]
+    if beside_rate:
+        args += ["--sink-port", str(feed_port), "--sink-stamps", str(stamps)]
+    if opts.fragment_bytes:
+        args += ["--fragment-bytes", str(opts.fragment_bytes)]
+    server, port = start_listener(env, env.ours, "gateway_bare.py", args)
     procs = [server]
     try:
         cpu_before = cpu_seconds(server.pid)
         feed = None
-        if relay:
-            feed_args = ["--port", str(relay_port), "--heap-size", str(heap_size)]
-            feed_args += ["--heaps", str(opts.heaps)]
+        if feed_port:
+            feed_args = ["--port", str(feed_port), "--heap-size", str(heap_size)]
+            if relay:
+                feed_args += ["--heaps", str(opts.heaps)]
+            else:  # outlasts the run
+                feed_args += ["--rate", f"{beside_rate:.1f}"]
+                feed_args += ["--seconds", str(30 + 4 * opts.heaps / beside_rate)]
             feed = spawn(env, [env.ours, str(WORKLOADS / "raw_feed.py"), *feed_args])
             procs.append(feed)
         subs = [
@@ -842,19 +844,39 @@ def bare_run(
         procs += subs
         results = collect_subscribers(subs, timeout=120)
         server_cpu = cpu_seconds(server.pid) - cpu_before
+        stop_listener(server)
+        if feed is not None and beside_rate:
+            feed.send_signal(signal.SIGTERM)
         fed = finish_listener(feed, "raw_feed.py") if feed else None
     finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
+        stop_listener(server)
         kill_all(procs)
     result = combine(results, opts.heaps, server_cpu)
     if fed is not None:
         result["sender_cpu_ms"] = fed["cpu_ms_per_heap"]
+    if beside_rate:
+        result["fed_gbps"] = carried_gbps(stamps, results, heap_size)
     return result
+
+
+def stop_listener(server: subprocess.Popen) -> None:
+    """SIGTERM, then up to 10 s for it to finish."""
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def carried_gbps(stamps: Path, subs: list[Result], heap_size: int) -> float:
+    """Payload Gb/s of the blocks stamped in the subscribers' measured span."""
+    arrivals = array.array("q")
+    arrivals.frombytes(stamps.read_bytes())
+    first = min(s["first_ns"] for s in subs)
+    last = max(s["last_ns"] for s in subs)
+    blocks = bisect.bisect_right(arrivals, last) - bisect.bisect_left(arrivals, first)
+    return blocks * heap_size * 8 / (last - first) if last > first else math.nan
 
 
 def gateway_throughput(
@@ -880,31 +902,12 @@ def floor_throughput(
 BOUND_FRACTIONS = (0.70, 0.75, 0.80)
 
 
-def beside_feed_run(
-    env: Env, opts: GatewayOptions, heap_size: int, client: str, rate: float
-) -> Result:
-    """The ceiling (one subscriber) while a raw loopback TCP transfer runs at ``rate`` heaps/s
-    beside it (``raw_feed.py --rate`` into ``raw_sink.py``): a gateway's input, and nothing
-    else of it."""
-    sink, port = start_listener(env, env.ours, "raw_sink.py", ["--heap-size", str(heap_size)])
-    feed_args = ["--port", str(port), "--heap-size", str(heap_size), "--rate", f"{rate:.1f}"]
-    feed_args += ["--seconds", str(30 + 4 * opts.heaps / rate)]  # outlasts the bare run
-    feed = spawn(env, [env.ours, str(WORKLOADS / "raw_feed.py"), *feed_args])
-    try:
-        result = bare_run(env, opts, heap_size, 1, client)
-    finally:
-        feed.send_signal(signal.SIGTERM)
-    fed = finish_listener(feed, "raw_feed.py")
-    sunk = finish_listener(sink, "raw_sink.py")
-    result["fed_gbps"] = fed["heaps_per_s"] * heap_size * 8 / 1e9
-    result["input_cpu_ms"] = fed["cpu_ms_per_heap"] + sunk["cpu_ms_per_heap"]
-    return result
-
-
 def input_bound(env: Env, opts: GatewayOptions, heap_size: int, client: str) -> None:
-    """Per round: the ceiling alone, then beside a raw transfer at each of BOUND_FRACTIONS of
-    that rate. Where the ceiling beside the transfer delivers less than the transfer carries,
-    no gateway whose input is that transfer could keep up at that fraction of the ceiling."""
+    """Per round: the ceiling alone, then beside a raw transfer paced at each of
+    BOUND_FRACTIONS of that rate. A gateway whose input cost no more than that transfer, and
+    its sending no more than the bare server, would deliver at most the lesser of what the
+    transfer carried and what the server sent beside it: ``bound``, as a share of the
+    ceiling alone."""
     rows: dict[float, list[Result]] = {f: [] for f in BOUND_FRACTIONS}
     alone: list[float] = []
     for _ in range(env.rounds):
@@ -912,9 +915,10 @@ def input_bound(env: Env, opts: GatewayOptions, heap_size: int, client: str) -> 
             ceiling = bare_run(env, opts, heap_size, 1, client)["gbps"]
             for fraction in BOUND_FRACTIONS:
                 rate = fraction * ceiling * 1e9 / 8 / heap_size
-                got = beside_feed_run(env, opts, heap_size, client, rate)
-                got["kept_up"] = got["gbps"] / got["fed_gbps"]
-                got["of_ceiling"] = got["gbps"] / ceiling
+                got = bare_run(env, opts, heap_size, 1, client, beside_rate=rate)
+                got["fed_share"] = got["fed_gbps"] / ceiling
+                got["out_share"] = got["gbps"] / ceiling
+                got["bound"] = min(got["fed_share"], got["out_share"])
                 rows[fraction].append(got)
             alone.append(ceiling)
         except WorkloadError as exc:
@@ -922,7 +926,9 @@ def input_bound(env: Env, opts: GatewayOptions, heap_size: int, client: str) -> 
     env.raw.append({"suite": "gateway-bound", "case": client, "alone": alone, "rows": rows})
     print(f"   {client} client: ceiling alone {fmt(median(alone), 'Gb/s')}", flush=True)
     for fraction, results in rows.items():
-        report_single(f"transfer at {fraction:.2f} of it", GATEWAY_BOUND, list(results))
+        report_single(f"transfer paced at {fraction:.2f} of it", GATEWAY_BOUND, list(results))
+    best = max(median([r["bound"] for r in results]) for results in rows.values())
+    print(f"   {client} client: input bound (best median of lesser / alone) {best:.3g}")
 
 
 def gateway_latency(
@@ -983,9 +989,11 @@ GATEWAY_THROUGHPUT = [
 GATEWAY_BOUND = [
     Metric("fed_gbps", "transfer Gb/s", "Gb/s"),
     Metric("gbps", "ceiling beside it Gb/s", "Gb/s"),
-    Metric("kept_up", "ceiling / transfer", ""),
-    Metric("of_ceiling", "of the ceiling alone", ""),
-    Metric("input_cpu_ms", "transfer CPU ms/heap", "ms"),
+    Metric("fed_share", "transfer / alone", ""),
+    Metric("out_share", "beside it / alone", ""),
+    Metric("bound", "lesser / alone", ""),
+    Metric("cpu_ms", "server CPU ms/heap", "ms"),
+    Metric("sender_cpu_ms", "transfer send CPU ms/heap", "ms"),
 ]
 GATEWAY_LATENCY = [
     Metric("sender_p50", "send->client p50", "ms"),
@@ -1077,12 +1085,12 @@ def suite_gateway(env: Env, opts: GatewayOptions) -> None:
             partial(floor_throughput, env, opts, heap_size, client),
         )
     print(
-        "\n== gateway input bound: the bare server (one subscriber) beside a raw loopback TCP "
-        "transfer of 1 MiB blocks (raw_feed.py --rate, sendall, into raw_sink.py, one "
-        "MSG_WAITALL read each) paced at a fraction of the bare rate measured alone in the "
-        "same round. A gateway must at least take in its input and send as the bare server "
-        "does: where ceiling / transfer < 1, none could keep up at that fraction  "
-        f"[{load_average()}]"
+        "\n== gateway input bound: the bare server (one subscriber) while a raw loopback TCP "
+        "transfer of 1 MiB blocks (raw_feed.py --rate, one sendall per block) runs into a thread "
+        "of it that discards it (one MSG_WAITALL read per block), paced at a fraction of the "
+        "bare rate measured alone in the same round. A gateway has at least to take in its input "
+        "and send as the bare server does, so it could deliver at most the lesser of the two "
+        f"rates while they share the machine  [{load_average()}]"
     )
     for client in clients:
         input_bound(env, opts, heap_size, client)

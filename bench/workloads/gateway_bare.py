@@ -18,15 +18,24 @@ and, for its one subscriber, reads each heap's payload as raw bytes straight off
 into the buffer the message is joined from (one read per heap, in a thread, as a capture
 would), then sends the message exactly as above. No SPEAD, no heap assembly, no decoding, no
 hub: a SPEAD gateway does this work and more on top, on the same two cores.
+
+With --sink-port it is the ceiling for the **input bound**: the same pre-built messages,
+while a thread of the same process reads a raw TCP transfer (``raw_feed.py --rate``) off that
+port and discards it, one ``MSG_WAITALL`` read per block, stamping each block's arrival
+(``time.time_ns``) and writing the stamps to --sink-stamps (native int64) when it stops. A
+gateway has at least to take in its input and send as this server does; here the two share
+nothing but the process and the machine, with no hand-off from one to the other.
 """
 
 from __future__ import annotations
 
 import argparse
+import array
 import asyncio
 import signal
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -159,6 +168,32 @@ class Relay(Bare):
         return [fragment.pieces for fragment in self.plans[index]]
 
 
+class Sink:
+    """The input bound's receiving end: reads one raw TCP transfer block by block, in a
+    thread, discarding the data and stamping each block's arrival."""
+
+    ACCEPT_TIMEOUT = 30.0  # seconds for raw_feed.py to connect
+
+    def __init__(self, listener: socket.socket, block_size: int) -> None:
+        self.listener = listener
+        self.block = memoryview(bytearray(block_size))
+        self.stamps = array.array("q")
+        self.thread = threading.Thread(target=self.read_blocks, daemon=True)
+
+    def read_blocks(self) -> None:
+        self.listener.settimeout(self.ACCEPT_TIMEOUT)
+        feed, _ = self.listener.accept()
+        size = len(self.block)
+        with feed:
+            while feed.recv_into(self.block, size, socket.MSG_WAITALL) == size:
+                self.stamps.append(time.time_ns())
+
+    def save(self, path: str) -> None:
+        """Writes the stamps so far (the transfer may still be running)."""
+        with open(path, "wb") as f:
+            f.write(self.stamps.tobytes())
+
+
 def make_servicer(args: argparse.Namespace) -> Bare:
     if not args.relay_port:
         bodies = prebuilt_bodies(args.heap_size, args.fragment_bytes)
@@ -182,6 +217,10 @@ async def serve(args: argparse.Namespace) -> None:
         (grpc.method_handlers_generic_handler(SERVICE_NAME, {"Subscribe": handler}),)
     )
     port = server.add_insecure_port("127.0.0.1:0")
+    sink = None
+    if args.sink_port:
+        sink = Sink(socket.create_server(("127.0.0.1", args.sink_port)), args.heap_size)
+        sink.thread.start()
     await server.start()
     print(f"READY {port}", flush=True)
     stop = asyncio.Event()
@@ -189,6 +228,8 @@ async def serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if sink is not None:
+        sink.save(args.sink_stamps)
     await server.stop(0.5)
 
 
@@ -203,9 +244,16 @@ def main() -> None:
         "--relay-port", type=int, default=0, help="the input floor: payload from raw TCP"
     )
     parser.add_argument(
+        "--sink-port", type=int, default=0, help="the input bound: read raw TCP beside"
+    )
+    parser.add_argument("--sink-stamps", help="where the sink writes its arrival stamps")
+    parser.add_argument(
         "--option", action="append", default=[], help="extra server option NAME=INT (tuning)"
     )
-    asyncio.run(serve(parser.parse_args()))
+    args = parser.parse_args()
+    if args.sink_port and (args.relay_port or not args.sink_stamps):
+        parser.error("--sink-port needs --sink-stamps and excludes --relay-port")
+    asyncio.run(serve(args))
 
 
 if __name__ == "__main__":

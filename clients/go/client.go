@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"strconv"
 	"time"
@@ -69,12 +70,16 @@ func WithKeepalive(interval time.Duration) Option { return func(o *options) { o.
 // WithMaxMessageBytes sets the largest message sent or received.
 func WithMaxMessageBytes(n int) Option { return func(o *options) { o.maxMessage = n } }
 
-// WithWindowBytes sets the HTTP/2 flow-control window of each stream and of the connection
-// (at least 65535 bytes; 0 keeps gRPC's own default, which probes the bandwidth-delay
-// product).
+// WithWindowBytes sets the HTTP/2 flow-control window of each stream and of the connection:
+// 0 keeps gRPC's own, which probes the bandwidth-delay product; otherwise at least
+// MinWindowBytes (Dial refuses less, which gRPC would silently turn into a fixed 64 KiB).
 func WithWindowBytes(n int32) Option { return func(o *options) { o.window = n } }
 
-// WithReadBufferBytes sets the size of the connection's read buffer (0 keeps gRPC's default).
+// MinWindowBytes is the least window WithWindowBytes takes: HTTP/2's initial window.
+const MinWindowBytes = 65535
+
+// WithReadBufferBytes sets the size of the connection's read buffer (0 keeps gRPC's default;
+// Dial refuses a negative size).
 func WithReadBufferBytes(n int) Option { return func(o *options) { o.readBuffer = n } }
 
 // WithDialOptions adds raw gRPC dial options (applied last).
@@ -109,6 +114,12 @@ func Dial(target string, opts ...Option) (*Client, error) {
 	}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.window != 0 && o.window < MinWindowBytes {
+		return nil, fmt.Errorf("gateway: window of %d bytes: want 0 (gRPC's own) or at least %d", o.window, MinWindowBytes)
+	}
+	if o.readBuffer < 0 {
+		return nil, fmt.Errorf("gateway: read buffer of %d bytes: want 0 (gRPC's own) or more", o.readBuffer)
 	}
 	dial := []grpc.DialOption{
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxMessage), grpc.MaxCallSendMsgSize(o.maxMessage)),

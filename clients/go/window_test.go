@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ func windowsOnWire(t *testing.T, opts ...Option) (stream, conn uint32) {
 		t.Fatal(err)
 	}
 	defer lis.Close()
+	_ = lis.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second))
 	client, err := Dial(lis.Addr().String(), opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -52,6 +54,9 @@ func windowsOnWire(t *testing.T, opts ...Option) (stream, conn uint32) {
 		}
 		switch f := frame.(type) {
 		case *http2.SettingsFrame:
+			if f.IsAck() {
+				continue
+			}
 			if v, ok := f.Value(http2.SettingInitialWindowSize); ok {
 				stream = v
 			}
@@ -95,5 +100,20 @@ func TestRawDialOptionsOverrideWindow(t *testing.T) {
 		grpc.WithInitialWindowSize(2<<20), grpc.WithInitialConnWindowSize(3<<20)))
 	if stream != 2<<20 || conn != 3<<20 {
 		t.Fatalf("windows %d (stream), %d (connection), want %d, %d", stream, conn, 2<<20, 3<<20)
+	}
+}
+
+func TestDialRefusesWindowsGRPCWouldIgnore(t *testing.T) {
+	for _, n := range []int32{-5, 1, MinWindowBytes - 1} {
+		if _, err := Dial("127.0.0.1:1", WithWindowBytes(n)); err == nil || !strings.Contains(err.Error(), "window of") {
+			t.Errorf("WithWindowBytes(%d): err %v, want a window error", n, err)
+		}
+	}
+	if _, err := Dial("127.0.0.1:1", WithReadBufferBytes(-1)); err == nil || !strings.Contains(err.Error(), "read buffer") {
+		t.Errorf("WithReadBufferBytes(-1): err %v, want a read buffer error", err)
+	}
+	stream, conn := windowsOnWire(t, WithWindowBytes(MinWindowBytes))
+	if stream != MinWindowBytes || conn != MinWindowBytes {
+		t.Fatalf("windows %d, %d at the minimum", stream, conn)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"sort"
@@ -91,6 +92,9 @@ func run() error {
 	window := flag.Int("window", gateway.DefaultWindowBytes, "tuning: HTTP/2 stream and connection window (0: gRPC's probing window)")
 	readBuffer := flag.Int("read-buffer", gateway.DefaultReadBufferBytes, "tuning: transport read buffer size (0: gRPC's default)")
 	flag.Parse()
+	if *window > math.MaxInt32 {
+		return fmt.Errorf("-window %d: at most %d", *window, math.MaxInt32)
+	}
 
 	client, err := gateway.Dial(*target, gateway.WithWindowBytes(int32(*window)), gateway.WithReadBufferBytes(*readBuffer))
 	if err != nil {
