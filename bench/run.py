@@ -817,6 +817,7 @@ def bare_run(
     """
     feed_port = free_port("tcp") if relay or beside_rate else 0
     stamps = env.workdir / "sink-stamps.bin"
+    stamps.unlink(missing_ok=True)  # never a previous run's
     args = ["--heap-size", str(heap_size), "--heaps", str(opts.heaps)]
     args += ["--subscribers", str(subscribers), "--relay-port", str(feed_port if relay else 0)]
     if beside_rate:
@@ -871,6 +872,8 @@ def stop_listener(server: subprocess.Popen) -> None:
 
 def carried_gbps(stamps: Path, subs: list[Result], heap_size: int) -> float:
     """Payload Gb/s of the blocks stamped in the subscribers' measured span."""
+    if not stamps.exists():
+        raise WorkloadError("gateway_bare.py wrote no sink stamps")
     arrivals = array.array("q")
     arrivals.frombytes(stamps.read_bytes())
     first = min(s["first_ns"] for s in subs)
