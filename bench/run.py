@@ -817,10 +817,10 @@ def bare_run(
     """
     feed_port = free_port("tcp") if relay or beside_rate else 0
     stamps = env.workdir / "sink-stamps.bin"
-    stamps.unlink(missing_ok=True)  # never a previous run's
     args = ["--heap-size", str(heap_size), "--heaps", str(opts.heaps)]
     args += ["--subscribers", str(subscribers), "--relay-port", str(feed_port if relay else 0)]
     if beside_rate:
+        stamps.unlink(missing_ok=True)  # never a previous run's
         args += ["--sink-port", str(feed_port), "--sink-stamps", str(stamps)]
     if opts.fragment_bytes:
         args += ["--fragment-bytes", str(opts.fragment_bytes)]

@@ -52,6 +52,7 @@ from spead2_gateway.service import SERVICE_NAME
 
 FIRST_CNT = 1000  # as gateway_send.py
 _TAG_HEAP_CNT = b"\x10"  # Heap.cnt = 2, varint
+FEED_ACCEPT_TIMEOUT = 30.0  # seconds for raw_feed.py to connect
 
 
 def heap_parts(payload: memoryview) -> tuple[bytes, list[wire.EncodedItem]]:
@@ -72,6 +73,13 @@ def heap_parts(payload: memoryview) -> tuple[bytes, list[wire.EncodedItem]]:
         ),
     ]
     return header, items
+
+
+def accept_feed(listener: socket.socket) -> socket.socket:
+    """The one connection of raw_feed.py (socket.timeout if it does not come)."""
+    listener.settimeout(FEED_ACCEPT_TIMEOUT)
+    feed, _ = listener.accept()
+    return feed
 
 
 def prebuilt_bodies(heap_size: int, fragment_bytes: int) -> list[bytes]:
@@ -117,7 +125,6 @@ class Relay(Bare):
     """
 
     RING = 4
-    ACCEPT_TIMEOUT = 30.0  # seconds for raw_feed.py to connect
 
     def __init__(self, listener: socket.socket, heap_size: int, fragment_bytes: int, heaps: int):
         super().__init__([], heaps, 1)
@@ -144,9 +151,7 @@ class Relay(Bare):
         """Reader thread: fills the ring; -1 if the feed fails before the last heap."""
         done = 0
         try:
-            self.listener.settimeout(self.ACCEPT_TIMEOUT)
-            feed, _ = self.listener.accept()
-            with feed:
+            with accept_feed(self.listener) as feed:
                 for index in range(self.heaps):
                     self.free.acquire()
                     view = memoryview(self.buffers[index % self.RING])
@@ -172,8 +177,6 @@ class Sink:
     """The input bound's receiving end: reads one raw TCP transfer block by block, in a
     thread, discarding the data and stamping each block's arrival."""
 
-    ACCEPT_TIMEOUT = 30.0  # seconds for raw_feed.py to connect
-
     def __init__(self, listener: socket.socket, block_size: int) -> None:
         self.listener = listener
         self.block = memoryview(bytearray(block_size))
@@ -181,10 +184,8 @@ class Sink:
         self.thread = threading.Thread(target=self.read_blocks, daemon=True)
 
     def read_blocks(self) -> None:
-        self.listener.settimeout(self.ACCEPT_TIMEOUT)
-        feed, _ = self.listener.accept()
         size = len(self.block)
-        with feed:
+        with accept_feed(self.listener) as feed:
             while feed.recv_into(self.block, size, socket.MSG_WAITALL) == size:
                 self.stamps.append(time.time_ns())
 
